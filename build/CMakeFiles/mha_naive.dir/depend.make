@@ -1,0 +1,2 @@
+# Empty dependencies file for mha_naive.
+# This may be replaced when dependencies are built.

@@ -1,0 +1,153 @@
+/* internal.h - shared declarations of libmha's translation units (not installed). */
+#ifndef MHA_INTERNAL_H
+#define MHA_INTERNAL_H
+
+#include "mha.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Hot elementwise kernels are compiled for several ISAs and picked at load
+ * time, so one binary runs everywhere and still uses AVX-512 where present. */
+#if defined(MHA_MULTIVERSION) && defined(__x86_64__) && \
+    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+#define MHA__VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MHA__VEC
+#endif
+
+/* ---- size arithmetic: every product that sizes memory or a BLAS call goes
+ * through these; they return nonzero on overflow. ---- */
+static inline int mha__mul(size_t a, size_t b, size_t *r) { return __builtin_mul_overflow(a, b, r); }
+static inline int mha__add(size_t a, size_t b, size_t *r) { return __builtin_add_overflow(a, b, r); }
+static inline int mha__mul3(size_t a, size_t b, size_t c, size_t *r)
+{
+    size_t t;
+    return mha__mul(a, b, &t) || mha__mul(t, c, r);
+}
+static inline size_t mha__min(size_t a, size_t b) { return a < b ? a : b; }
+
+/* A bump plan over the context workspace: offsets in floats, each region
+ * 64-byte aligned. `bad` latches any overflow. */
+typedef struct mha__plan {
+    size_t total;
+    int bad;
+} mha__plan;
+size_t mha__plan_add(mha__plan *p, size_t rows, size_t cols);
+
+/* ---- thread pool (threads.c) ---- */
+typedef struct mha__pool mha__pool;
+/* fn(arg, task, thread): thread in [0, n_threads) indexes per-thread scratch. */
+typedef void (*mha__task_fn)(void *arg, size_t task, size_t thread);
+mha_status mha__pool_create(size_t n_threads, mha__pool **out);
+void mha__pool_destroy(mha__pool *pool);
+/* Runs tasks 0..n_tasks-1 on the pool (caller included) and returns when all
+ * are done. Which thread runs which task varies; tasks must be independent. */
+void mha__pool_run(mha__pool *pool, size_t n_tasks, mha__task_fn fn, void *arg);
+size_t mha__pool_threads(const mha__pool *pool);
+size_t mha__available_cores(void);
+
+/* ---- the context ---- */
+struct mha_ctx {
+    size_t d_model, n_heads, n_kv_heads, d_head, d_ff;
+    int activation, norm_first, bias;
+    float ln_eps;
+    size_t n_threads;
+    size_t d_q;  /* n_heads * d_head */
+    size_t d_kv; /* n_kv_heads * d_head */
+
+    float *params; /* one allocation; see params.c for the order */
+    size_t param_off[MHA_PARAM_COUNT];
+    size_t param_n[MHA_PARAM_COUNT];
+    unsigned char param_set[MHA_PARAM_COUNT];
+
+    float *ws; /* workspace, grown on demand, never shrunk */
+    size_t ws_cap;
+
+    mha__pool *pool;
+};
+
+/* params.c */
+mha_status mha__params_layout(mha_ctx *ctx);
+static inline float *mha__p(const mha_ctx *ctx, mha_param p) { return ctx->params + ctx->param_off[p]; }
+static inline const float *mha__p_opt(const mha_ctx *ctx, mha_param p)
+{
+    return ctx->param_n[p] ? ctx->params + ctx->param_off[p] : NULL;
+}
+/* MHA_OK when every parameter of list that the config uses has been set. */
+mha_status mha__require(const mha_ctx *ctx, const mha_param *list, size_t n);
+
+/* context.c */
+mha_status mha__ws_reserve(mha_ctx *ctx, size_t n_floats);
+
+/* ---- argument checks (args.c) ---- */
+typedef struct mha__region {
+    const void *p;
+    size_t bytes;
+} mha__region;
+/* Nonzero when two non-empty regions overlap. */
+int mha__overlap(mha__region a, mha__region b);
+/* Validated, resolved view of an mha_attn_args. */
+typedef struct mha__attn_view {
+    size_t batch, seq_q, seq_kv;
+    const float *query, *key, *value; /* key == value == query for self-attention */
+    int self;
+    const int32_t *kv_lengths;
+    const float *attn_bias;
+    int causal;
+    float *out, *attn_weights;
+} mha__attn_view;
+/* Checks a against ctx: struct size, pointers, shapes, flags, kv_lengths,
+ * overflow of every buffer size and aliasing of the outputs. */
+mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha__attn_view *v);
+
+/* ---- kernels ---- */
+/* gemm.c: out[M, N] = epilogue(x[M, K] . W[N, K]^T + bias[N] + res[M, N]).
+ * bias and res may be NULL. Rows are split over the pool. */
+typedef struct mha__linear {
+    size_t M, N, K;
+    const float *x;   size_t ldx;
+    const float *W;   /* [N, K], contiguous */
+    const float *bias;
+    const float *res; size_t ldres;
+    float *out;       size_t ldo;
+    int act;          /* -1: none; MHA_ACT_*: apply act(x W^T + bias) (SwiGLU: see ffn.c) */
+    size_t swiglu_n;  /* SwiGLU: out columns [0, n) are the W1 part, [n, 2n) the W3 gate */
+} mha__linear;
+void mha__linear_forward(mha_ctx *ctx, const mha__linear *L);
+
+/* math.c: elementwise kernels on arrays. */
+void mha__vexp(float *x, size_t n);
+void mha__act_forward(int act, float *x, const float *bias, size_t n);
+void mha__swiglu_forward(float *u, const float *g, const float *bias, size_t n);
+float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_t n, float *m,
+                              float *l);
+void mha__scale_row(float *x, float s, size_t n);
+
+/* norm.c: out[M, D] = LayerNorm(x[M, D]) * w + b, statistics in double. */
+void mha__layernorm_forward(mha_ctx *ctx, float *out, const float *x, const float *w,
+                            const float *b, size_t M, size_t D, float eps);
+
+/* attention.c: workspace offsets of one attention call (in floats). */
+typedef struct mha__attn_ws {
+    size_t q, k, v, o, scratch; /* offsets into ctx->ws */
+    size_t ldq, ldk, ldv, scratch_stride;
+} mha__attn_ws;
+mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, mha__plan *p,
+                          mha__attn_ws *w);
+/* out = MHA(xq [, v->key, v->value]) + residual (may be NULL); the workspace
+ * must have been reserved for the plan. For self-attention xq is also the
+ * key/value input. */
+void mha__attn_run(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
+                   const float *xq, const float *residual, float *out);
+
+/* ffn.c */
+typedef struct mha__ffn_ws {
+    size_t hidden, ldh;
+} mha__ffn_ws;
+void mha__ffn_plan(const mha_ctx *ctx, size_t n_tokens, mha__plan *p, mha__ffn_ws *w);
+/* out = FFN(x) + residual (may be NULL). */
+void mha__ffn_run(mha_ctx *ctx, const mha__ffn_ws *w, size_t n_tokens, const float *x,
+                  const float *residual, float *out);
+
+#endif
