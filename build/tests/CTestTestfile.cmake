@@ -4,5 +4,15 @@
 # 
 # This file includes the relevant testing commands required for 
 # testing this directory and lists subdirectories to be tested as well.
+add_test([=[api]=] "/work/main/build/tests/test_api")
+set_tests_properties([=[api]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;12;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[attention]=] "/work/main/build/tests/test_attention")
 set_tests_properties([=[attention]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;12;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[ffn]=] "/work/main/build/tests/test_ffn")
+set_tests_properties([=[ffn]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;12;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[layer]=] "/work/main/build/tests/test_layer")
+set_tests_properties([=[layer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;12;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[errors]=] "/work/main/build/tests/test_errors")
+set_tests_properties([=[errors]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;12;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[threads]=] "/work/main/build/tests/test_threads")
+set_tests_properties([=[threads]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;12;add_test;/work/main/tests/CMakeLists.txt;0;")

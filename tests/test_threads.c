@@ -1,0 +1,179 @@
+/* test_threads.c - results are bitwise identical for any n_threads, and
+ * contexts driven from several threads at once give the single-threaded
+ * results. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OP_ATTN, OP_FFN, OP_LAYER };
+
+typedef struct run_spec {
+    mha_config cfg;
+    int op;
+    size_t batch, seq;
+    int causal, weights;
+    uint64_t seed;
+} run_spec;
+
+/* A context with weights and inputs made from the seed only. */
+typedef struct prepared {
+    fixture f;
+    float *x;
+    int32_t *len;
+    size_t nq, nw;
+} prepared;
+
+static void prepare(prepared *p, const run_spec *sp, int n_threads)
+{
+    mha_config cfg = sp->cfg;
+    cfg.n_threads = n_threads;
+    fixture_make(&p->f, &cfg, sp->seed);
+    p->nq = sp->batch * sp->seq * cfg.d_model;
+    p->nw = sp->weights ? sp->batch * cfg.n_heads * sp->seq * sp->seq : 0;
+    p->x = rand_floats(p->nq, 1.0);
+    p->len = malloc(sp->batch * sizeof(int32_t));
+    for (size_t b = 0; b < sp->batch; b++)
+        p->len[b] = (int32_t)(sp->seq - (b * 37) % sp->seq);
+}
+
+static void release(prepared *p)
+{
+    free(p->x);
+    free(p->len);
+    fixture_free(&p->f);
+}
+
+/* One forward; returns out (+ weights) in a fresh buffer, or NULL on error.
+ * Safe to call from any thread (no cmocka asserts). */
+static float *exec(const prepared *p, const run_spec *sp)
+{
+    float *res = malloc((p->nq + p->nw) * sizeof(float));
+    mha_attn_args a;
+    mha_attn_args_init(&a);
+    a.batch = sp->batch;
+    a.seq_q = sp->seq;
+    a.query = p->x;
+    a.out = res;
+    a.kv_lengths = p->len;
+    a.causal = sp->causal;
+    a.attn_weights = p->nw ? res + p->nq : NULL;
+    mha_ctx *ctx = p->f.ctx;
+    mha_status st = sp->op == OP_ATTN    ? mha_attention_forward(ctx, &a)
+                    : sp->op == OP_LAYER ? mha_layer_forward(ctx, &a)
+                                         : mha_ffn_forward(ctx, res, p->x, sp->batch * sp->seq);
+    if (st != MHA_OK) {
+        free(res);
+        return NULL;
+    }
+    return res;
+}
+
+static float *run(const run_spec *sp, int n_threads, size_t *n)
+{
+    prepared p;
+    prepare(&p, sp, n_threads);
+    float *res = exec(&p, sp);
+    assert_non_null(res);
+    *n = p.nq + p.nw;
+    release(&p);
+    return res;
+}
+
+static void check_all_thread_counts(const run_spec *sp)
+{
+    size_t n1, n;
+    float *ref = run(sp, 1, &n1);
+    for (int t = 2; t <= 4; t++) {
+        float *got = run(sp, t, &n);
+        assert_int_equal(n, n1);
+        if (memcmp(ref, got, n * sizeof(float)) != 0)
+            fail_msg("op %d: n_threads=%d differs bitwise from n_threads=1", sp->op, t);
+        free(got);
+    }
+    free(ref);
+}
+
+/* Shapes large enough that projections are split by rows across threads. */
+static void attention_bitwise(void **s)
+{
+    (void)s;
+    run_spec sp = {make_cfg(128, 4, 2, 0, 0), OP_ATTN, 3, 300, 1, 1, 1};
+    check_all_thread_counts(&sp);
+}
+static void ffn_bitwise(void **s)
+{
+    (void)s;
+    run_spec sp = {make_cfg(128, 4, 0, 0, 512), OP_FFN, 2, 333, 0, 0, 2};
+    sp.cfg.activation = MHA_ACT_GELU;
+    check_all_thread_counts(&sp);
+}
+static void layer_bitwise(void **s)
+{
+    (void)s;
+    run_spec sp = {make_cfg(96, 3, 0, 0, 0), OP_LAYER, 4, 150, 0, 0, 3};
+    sp.cfg.activation = MHA_ACT_SWIGLU;
+    sp.cfg.norm_first = 1;
+    check_all_thread_counts(&sp);
+    sp.cfg.activation = MHA_ACT_GELU_TANH;
+    sp.cfg.norm_first = 0;
+    sp.causal = 1;
+    check_all_thread_counts(&sp);
+}
+
+/* Several threads, each driving its own 2-thread context, at once. */
+typedef struct worker {
+    run_spec sp;
+    prepared p;
+    float *ref;
+    int failures;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    for (int it = 0; it < 4; it++) {
+        float *got = exec(&w->p, &w->sp);
+        if (!got || memcmp(got, w->ref, (w->p.nq + w->p.nw) * sizeof(float)) != 0)
+            w->failures++;
+        free(got);
+    }
+    return NULL;
+}
+
+static void concurrent_contexts(void **s)
+{
+    (void)s;
+    worker w[3] = {
+        {.sp = {make_cfg(64, 4, 0, 0, 0), OP_LAYER, 2, 100, 1, 0, 11}},
+        {.sp = {make_cfg(48, 2, 1, 0, 0), OP_ATTN, 3, 130, 0, 1, 12}},
+        {.sp = {make_cfg(64, 4, 0, 0, 0), OP_FFN, 2, 200, 0, 0, 13}},
+    };
+    size_t n;
+    for (int i = 0; i < 3; i++) {
+        w[i].ref = run(&w[i].sp, 1, &n);
+        prepare(&w[i].p, &w[i].sp, 2); /* the rng is not thread-safe: prepare here */
+    }
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w[i].failures, 0);
+        free(w[i].ref);
+        release(&w[i].p);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(attention_bitwise),
+        cmocka_unit_test(ffn_bitwise),
+        cmocka_unit_test(layer_bitwise),
+        cmocka_unit_test(concurrent_contexts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
