@@ -147,8 +147,9 @@ typedef struct mha_config {
  * at least d_model and n_heads. */
 static inline void mha_config_init(mha_config *cfg)
 {
-    mha_config z = {0};
-    *cfg = z;
+    size_t i;
+    for (i = 0; i < sizeof *cfg; i++) /* no memset: the header includes no <string.h> */
+        ((unsigned char *)cfg)[i] = 0;
     cfg->struct_size = MHA_STRUCT_SIZE(mha_config, n_threads);
     cfg->activation = MHA_ACT_RELU;
     cfg->norm_first = 0;
@@ -223,8 +224,9 @@ typedef struct mha_attn_args {
 /* Zeroes *a and sets struct_size. */
 static inline void mha_attn_args_init(mha_attn_args *a)
 {
-    mha_attn_args z = {0};
-    *a = z;
+    size_t i;
+    for (i = 0; i < sizeof *a; i++)
+        ((unsigned char *)a)[i] = 0;
     a->struct_size = MHA_STRUCT_SIZE(mha_attn_args, attn_weights);
 }
 
