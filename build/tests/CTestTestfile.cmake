@@ -23,4 +23,4 @@ set_tests_properties([=[cxx_header]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main
 add_test([=[exports]=] "sh" "/work/main/tests/check_exports.sh" "/work/main/build/libmha.so.1.0.0" "/work/main/src/libmha.map" "/work/main/include/mha.h")
 set_tests_properties([=[exports]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;29;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[install_consumer]=] "sh" "/work/main/tests/consumer/run.sh" "/work/main/build" "/work/main")
-set_tests_properties([=[install_consumer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;34;add_test;/work/main/tests/CMakeLists.txt;0;")
+set_tests_properties([=[install_consumer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;37;add_test;/work/main/tests/CMakeLists.txt;0;")
