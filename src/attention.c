@@ -18,10 +18,10 @@
 #include <math.h>
 
 #ifndef MHA_ATTN_BQ
-#define MHA_ATTN_BQ 64
+#define MHA_ATTN_BQ 256
 #endif
 #ifndef MHA_ATTN_BK
-#define MHA_ATTN_BK 256
+#define MHA_ATTN_BK 512
 #endif
 
 typedef struct core_job {

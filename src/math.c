@@ -127,6 +127,58 @@ MHA__VEC void mha__scale_row(float *x, float s, size_t n)
         x[i] *= s;
 }
 
+/* 16-float vectors (GCC/clang vector extensions): one AVX-512 register, or
+ * two AVX2 / four SSE registers on the other clones. Used where the
+ * auto-vectoriser gives up: max reductions (NaN semantics) and exp + sum
+ * fused in one pass. */
+/* (Built with -Wno-psabi on gcc: these helpers are static inline and never
+ * cross an ABI boundary.) */
+/* Forced inline: a 64-byte vector passed to an out-of-line helper would use
+ * a different calling convention in each target clone. */
+#define MHA__INLINE inline __attribute__((always_inline))
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+
+static MHA__INLINE vf vload(const float *p)
+{
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static MHA__INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static MHA__INLINE vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+static MHA__INLINE vf vsplat(float x) { return (vf){0} + x; }
+
+static MHA__INLINE vf exp_v(vf x)
+{
+    vf lo = vsplat(-87.0f), hi = vsplat(88.0f);
+    vf xc = vselect(x < lo, lo, x);
+    xc = vselect(xc > hi, hi, xc);
+    vf t = xc * 1.44269504088896341f + 12582912.0f;
+    vf n = t - 12582912.0f;
+    vf r = xc - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    vf p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    vf scale = (vf)(((vi)t - 0x4B400000 + 127) << 23);
+    vf y = p * scale;
+    y = vselect(x < lo, vsplat(0.0f), y);
+    return vselect(x > hi, vsplat(INFINITY), y);
+}
+
+static MHA__INLINE float hsum(vf v)
+{
+    float s = 0.0f;
+    for (int k = 0; k < LANES; k++)
+        s += v[k];
+    return s;
+}
+
 /* One row of an online softmax over a score tile (FlashAttention).
  * s[0, n) holds scaled scores of keys k0..k0+n; keys at j >= n_valid are
  * masked. Adds the bias row (may be NULL), updates the running max *m and
@@ -137,44 +189,46 @@ MHA__VEC void mha__scale_row(float *x, float s, size_t n)
 MHA__VEC float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_t n,
                                        float *m, float *l)
 {
-    size_t j;
-    if (bias)
-        for (j = 0; j < n_valid; j++)
+    size_t j, nv = n_valid / LANES * LANES;
+    vf vmx = vsplat(-INFINITY);
+    for (j = 0; j < nv; j += LANES) {
+        vf x = vload(s + j);
+        if (bias) {
+            x += vload(bias + j);
+            vstore(s + j, x);
+        }
+        vmx = vselect(x > vmx, x, vmx);
+    }
+    float mx = -INFINITY;
+    for (; j < n_valid; j++) {
+        if (bias)
             s[j] += bias[j];
-
-    float lane[LANES];
+        mx = s[j] > mx ? s[j] : mx;
+    }
     for (int k = 0; k < LANES; k++)
-        lane[k] = -INFINITY;
-    for (j = 0; j + LANES <= n_valid; j += LANES)
-        for (int k = 0; k < LANES; k++)
-            lane[k] = s[j + k] > lane[k] ? s[j + k] : lane[k];
-    for (; j < n_valid; j++)
-        lane[0] = s[j] > lane[0] ? s[j] : lane[0];
-    float mx = lane[0];
-    for (int k = 1; k < LANES; k++)
-        mx = lane[k] > mx ? lane[k] : mx;
+        mx = vmx[k] > mx ? vmx[k] : mx;
 
-    float m_old = *m, m_new = mx > m_old ? mx : m_old;
+    float m_old = *m, m_new = mx > m_old ? mx : m_old, sum = 0.0f;
     if (m_new == -INFINITY) {
-        for (j = 0; j < n_valid; j++)
+        for (j = 0; j < n_valid; j++) {
             s[j] = s[j] == -INFINITY ? 0.0f : s[j];
+            sum += s[j];
+        }
     } else {
-        for (j = 0; j < n_valid; j++)
+        vf acc = vsplat(0.0f);
+        for (j = 0; j < nv; j += LANES) {
+            vf p = exp_v(vload(s + j) - m_new);
+            vstore(s + j, p);
+            acc += p;
+        }
+        for (; j < n_valid; j++) {
             s[j] = exp_core(s[j] - m_new);
+            sum += s[j];
+        }
+        sum += hsum(acc);
     }
     for (j = n_valid; j < n; j++)
         s[j] = 0.0f;
-
-    for (int k = 0; k < LANES; k++)
-        lane[k] = 0.0f;
-    for (j = 0; j + LANES <= n_valid; j += LANES)
-        for (int k = 0; k < LANES; k++)
-            lane[k] += s[j + k];
-    for (; j < n_valid; j++)
-        lane[0] += s[j];
-    float sum = 0.0f;
-    for (int k = 0; k < LANES; k++)
-        sum += lane[k];
 
     float alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
     *l = *l * alpha + sum;

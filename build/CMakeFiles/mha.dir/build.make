@@ -157,15 +157,15 @@ CMakeFiles/mha.dir/src/math.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/math.c.o: /work/main/src/math.c
 CMakeFiles/mha.dir/src/math.c.o: CMakeFiles/mha.dir/compiler_depend.ts
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_7) "Building C object CMakeFiles/mha.dir/src/math.c.o"
-	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/math.c.o -MF CMakeFiles/mha.dir/src/math.c.o.d -o CMakeFiles/mha.dir/src/math.c.o -c /work/main/src/math.c
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -ffp-contract=fast -Wno-psabi -MD -MT CMakeFiles/mha.dir/src/math.c.o -MF CMakeFiles/mha.dir/src/math.c.o.d -o CMakeFiles/mha.dir/src/math.c.o -c /work/main/src/math.c
 
 CMakeFiles/mha.dir/src/math.c.i: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/mha.dir/src/math.c.i"
-	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/src/math.c > CMakeFiles/mha.dir/src/math.c.i
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -ffp-contract=fast -Wno-psabi -E /work/main/src/math.c > CMakeFiles/mha.dir/src/math.c.i
 
 CMakeFiles/mha.dir/src/math.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/mha.dir/src/math.c.s"
-	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/src/math.c -o CMakeFiles/mha.dir/src/math.c.s
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -ffp-contract=fast -Wno-psabi -S /work/main/src/math.c -o CMakeFiles/mha.dir/src/math.c.s
 
 CMakeFiles/mha.dir/src/norm.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/norm.c.o: /work/main/src/norm.c

@@ -8,3 +8,5 @@ C_INCLUDES = -I/work/main/include -isystem /usr/include/x86_64-linux-gnu/openbla
 
 C_FLAGS = -O3 -DNDEBUG -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -fvisibility=hidden -O3 -std=c11
 
+# Custom options: CMakeFiles/mha.dir/src/math.c.o_OPTIONS = -ffp-contract=fast;-Wno-psabi
+
