@@ -112,6 +112,10 @@ static void ffn_bitwise(void **s)
 static void layer_bitwise(void **s)
 {
     (void)s;
+    /* few tokens, wide FFN: the FFN splits by columns */
+    run_spec wide = {make_cfg(256, 4, 0, 0, 1024), OP_LAYER, 1, 100, 1, 1, 4};
+    wide.cfg.activation = MHA_ACT_GELU;
+    check_all_thread_counts(&wide);
     run_spec sp = {make_cfg(96, 3, 0, 0, 0), OP_LAYER, 4, 150, 0, 0, 3};
     sp.cfg.activation = MHA_ACT_SWIGLU;
     sp.cfg.norm_first = 1;

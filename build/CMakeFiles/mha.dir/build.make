@@ -171,15 +171,15 @@ CMakeFiles/mha.dir/src/norm.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/norm.c.o: /work/main/src/norm.c
 CMakeFiles/mha.dir/src/norm.c.o: CMakeFiles/mha.dir/compiler_depend.ts
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_8) "Building C object CMakeFiles/mha.dir/src/norm.c.o"
-	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/norm.c.o -MF CMakeFiles/mha.dir/src/norm.c.o.d -o CMakeFiles/mha.dir/src/norm.c.o -c /work/main/src/norm.c
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -Wno-psabi -MD -MT CMakeFiles/mha.dir/src/norm.c.o -MF CMakeFiles/mha.dir/src/norm.c.o.d -o CMakeFiles/mha.dir/src/norm.c.o -c /work/main/src/norm.c
 
 CMakeFiles/mha.dir/src/norm.c.i: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/mha.dir/src/norm.c.i"
-	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/src/norm.c > CMakeFiles/mha.dir/src/norm.c.i
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -Wno-psabi -E /work/main/src/norm.c > CMakeFiles/mha.dir/src/norm.c.i
 
 CMakeFiles/mha.dir/src/norm.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/mha.dir/src/norm.c.s"
-	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/src/norm.c -o CMakeFiles/mha.dir/src/norm.c.s
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -Wno-psabi -S /work/main/src/norm.c -o CMakeFiles/mha.dir/src/norm.c.s
 
 CMakeFiles/mha.dir/src/params.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/params.c.o: /work/main/src/params.c

@@ -10,3 +10,5 @@ C_FLAGS = -O3 -DNDEBUG -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Wshadow 
 
 # Custom options: CMakeFiles/mha.dir/src/math.c.o_OPTIONS = -ffp-contract=fast;-Wno-psabi
 
+# Custom options: CMakeFiles/mha.dir/src/norm.c.o_OPTIONS = -Wno-psabi
+
