@@ -3,7 +3,8 @@
  * exact GEMMs the operation needs, timed with cblas_sgemm alone.
  *
  * Each implementation gets warm-up calls, then --reps timed calls; the table
- * shows the median (and min, max). FLOPs are counted from the shapes (see
+ * shows the median (and min, max). libmha and the ceiling are timed call by
+ * call in alternation, so that machine noise hits both alike. FLOPs are counted from the shapes (see
  * README, "How FLOPs are counted"); the naive loops are skipped where they
  * would take longer than --naive-max seconds. */
 #define _GNU_SOURCE
@@ -183,6 +184,14 @@ typedef struct timing {
 
 typedef void (*bench_fn)(void *);
 
+static timing summarize(double *t, int reps)
+{
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    timing r = {reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]), t[0],
+                t[reps - 1], reps, 1};
+    return r;
+}
+
 static timing time_it(bench_fn fn, void *arg, int warmup, int reps)
 {
     for (int i = 0; i < warmup; i++)
@@ -193,11 +202,35 @@ static timing time_it(bench_fn fn, void *arg, int warmup, int reps)
         fn(arg);
         t[i] = now_ms() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    timing r = {reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]), t[0],
-                t[reps - 1], reps, 1};
+    timing r = summarize(t, reps);
     free(t);
     return r;
+}
+
+/* Times a and b alternately (a b, b a, a b, ...), so that on a shared, noisy
+ * machine both see the same disturbances and their ratio stays honest.
+ * before_b / after_b switch global state (OpenBLAS threads) around b. */
+static void time_pair(bench_fn a, bench_fn b, void *arg, int warmup, int reps, timing *ta,
+                      timing *tb, void (*before_b)(void *), void (*after_b)(void *))
+{
+    double *t = malloc(sizeof(double) * 2 * (size_t)reps);
+    for (int i = -warmup; i < reps; i++) {
+        for (int k = 0; k < 2; k++) {
+            int run_b = (k + i) & 1;
+            if (run_b && before_b)
+                before_b(arg);
+            double t0 = now_ms();
+            (run_b ? b : a)(arg);
+            double dt = now_ms() - t0;
+            if (run_b && after_b)
+                after_b(arg);
+            if (i >= 0)
+                t[run_b * reps + i] = dt;
+        }
+    }
+    *ta = summarize(t, reps);
+    *tb = summarize(t + reps, reps);
+    free(t);
 }
 
 /* ---- one benchmark case ---- */
@@ -303,6 +336,19 @@ static void run_sgemm(void *p)
         sgemm_nt(Nq, F2, D, x, D, c->w[MHA_PARAM_W1], D, c->g_h, F2);
         sgemm_nt(Nq, D, F, c->g_h, F2, c->w[MHA_PARAM_W2], F, c->out, D);
     }
+}
+
+static void blas_threads_on(void *p)
+{
+    if (openblas_set_num_threads)
+        openblas_set_num_threads(((bcase *)p)->o->threads);
+}
+
+static void blas_threads_off(void *p)
+{
+    (void)p;
+    if (openblas_set_num_threads)
+        openblas_set_num_threads(1); /* libmha's setting: it threads itself */
 }
 
 static float *alloc_f(size_t n)
@@ -433,15 +479,9 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
     c.out = alloc_f(Nq * c.D);
     double flops = flops_of(&c);
 
-    /* libmha */
-    timing t_lib = time_it(run_libmha, &c, 2, o->reps);
-    if (c.st != MHA_OK) {
-        fprintf(stderr, "mha_bench: libmha: %s\n", mha_strerror(c.st));
-        return -1;
-    }
-
-    /* sgemm ceiling, with OpenBLAS's own threads = --threads */
-    timing t_ceil = {0};
+    /* libmha and the sgemm ceiling (OpenBLAS's own threads = --threads),
+     * interleaved call by call */
+    timing t_lib, t_ceil = {0};
     double score_bytes = (double)S * (double)c.Skv * 4.0;
     if (score_bytes < 2.0 * (1u << 30)) {
         c.g_qkv = alloc_f(Nq * (dq + 2 * dkv));
@@ -450,11 +490,14 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
         c.g_o = alloc_f(Nq * dq);
         c.g_y = alloc_f(Nq * c.D);
         c.g_h = alloc_f(Nq * c.F * (o->activation == MHA_ACT_SWIGLU ? 2 : 1));
-        if (openblas_set_num_threads)
-            openblas_set_num_threads(o->threads);
-        t_ceil = time_it(run_sgemm, &c, 2, o->reps);
-        if (openblas_set_num_threads)
-            openblas_set_num_threads(1);
+        time_pair(run_libmha, run_sgemm, &c, 2, o->reps, &t_lib, &t_ceil, blas_threads_on,
+                  blas_threads_off);
+    } else {
+        t_lib = time_it(run_libmha, &c, 2, o->reps);
+    }
+    if (c.st != MHA_OK) {
+        fprintf(stderr, "mha_bench: libmha: %s\n", mha_strerror(c.st));
+        return -1;
     }
 
     /* naive loops (at most 3 reps; the first is not discarded) */
