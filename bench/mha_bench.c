@@ -463,6 +463,7 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
     memcpy(wqkv + dq * c.D, c.w[MHA_PARAM_WK], dkv * c.D * sizeof(float));
     memcpy(wqkv + (dq + dkv) * c.D, c.w[MHA_PARAM_WV], dkv * c.D * sizeof(float));
     free(c.w[MHA_PARAM_WQ]);
+    free(c.w[MHA_PARAM_WK]);
     c.w[MHA_PARAM_WQ] = wqkv;
     c.w[MHA_PARAM_WK] = wqkv + dq * c.D; /* not freed separately */
     float *w13 = NULL;

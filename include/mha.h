@@ -60,7 +60,7 @@
 #include <stdint.h>
 
 #define MHA_VERSION_MAJOR 1
-#define MHA_VERSION_MINOR 0
+#define MHA_VERSION_MINOR 1
 #define MHA_VERSION_PATCH 0
 #define MHA_VERSION_NUMBER \
     (MHA_VERSION_MAJOR * 10000 + MHA_VERSION_MINOR * 100 + MHA_VERSION_PATCH)
@@ -261,6 +261,67 @@ MHA_API mha_status mha_ffn_forward(mha_ctx *ctx, float *out, const float *x, siz
  * the configuration. Statuses: those of mha_attention_forward plus
  * MHA_ERR_UNSUPPORTED. */
 MHA_API mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a);
+
+/* ---- Backward (since 1.1) ----------------------------------------------
+ * Gradients of a loss L with respect to inputs and parameters, given
+ * d_out = dL/d(out). The backward calls recompute what they need from their
+ * inputs (they never reuse activations of an earlier forward call), so `a`
+ * must carry the same inputs, masks and flags as the forward call it
+ * differentiates; a->out and a->attn_weights are neither read nor written
+ * and may be NULL.
+ * Input gradients (d_query, d_key, d_value, d_x) are overwritten. Parameter
+ * gradients accumulate in the context across backward calls until
+ * mha_zero_grad; they start at zero. Outputs must not overlap inputs or each
+ * other (MHA_ERR_ALIAS). Memory stays O(seq): attention is differentiated
+ * tile by tile from the saved per-row log-sum-exp (FlashAttention's
+ * backward). Results are bitwise identical for every n_threads.
+ * A failed call changes neither the outputs nor the accumulated gradients. */
+typedef struct mha_grad_args {
+    size_t struct_size;     /* set by mha_grad_args_init */
+    const float *d_out;     /* [batch, seq_q, d_model] */
+    float *d_query;         /* [batch, seq_q, d_model]; for the layer: d_x */
+    float *d_key, *d_value; /* cross-attention: [batch, seq_kv, d_model], both required;
+                               self-attention and the layer: both NULL */
+} mha_grad_args;
+
+/* Zeroes *g and sets struct_size. */
+static inline void mha_grad_args_init(mha_grad_args *g)
+{
+    size_t i;
+    for (i = 0; i < sizeof *g; i++)
+        ((unsigned char *)g)[i] = 0;
+    g->struct_size = MHA_STRUCT_SIZE(mha_grad_args, d_value);
+}
+
+/* Backward of mha_attention_forward: writes d_query (and d_key, d_value
+ * for cross-attention) and accumulates the gradients of WQ, WK, WV, WO and
+ * their biases. Statuses: those of mha_attention_forward, plus
+ * MHA_ERR_NULL_ARG (g, d_out, d_query; cross without d_key/d_value) and
+ * MHA_ERR_BAD_SHAPE (d_key/d_value given for self-attention). */
+MHA_API mha_status mha_attention_backward(mha_ctx *ctx, const mha_attn_args *a,
+                                          const mha_grad_args *g);
+
+/* Backward of mha_layer_forward (self-attention, both norm orders): writes
+ * d_x = g->d_query and accumulates the gradients of every weight. Statuses:
+ * those of mha_attention_backward plus MHA_ERR_UNSUPPORTED (cross). */
+MHA_API mha_status mha_layer_backward(mha_ctx *ctx, const mha_attn_args *a,
+                                      const mha_grad_args *g);
+
+/* Backward of mha_ffn_forward on n_tokens rows of x: writes d_x and
+ * accumulates the gradients of W1, B1, W2, B2 (and W3). x, d_x, d_out:
+ * [n_tokens, d_model]. Statuses: those of mha_ffn_forward. */
+MHA_API mha_status mha_ffn_backward(mha_ctx *ctx, float *d_x, const float *d_out, const float *x,
+                                    size_t n_tokens);
+
+/* Copies the accumulated gradient of parameter p into dst (count must equal
+ * mha_param_count); zeros before any backward call. Statuses: MHA_OK,
+ * MHA_ERR_NULL_ARG, MHA_ERR_BAD_PARAM, MHA_ERR_PARAM_UNUSED,
+ * MHA_ERR_COUNT_MISMATCH. */
+MHA_API mha_status mha_get_grad(const mha_ctx *ctx, mha_param p, float *dst, size_t count);
+
+/* Sets every accumulated parameter gradient to zero. Statuses: MHA_OK,
+ * MHA_ERR_NULL_ARG. */
+MHA_API mha_status mha_zero_grad(mha_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,11 @@ static int bytes_of(size_t n1, size_t n2, size_t n3, size_t elem, size_t *bytes)
     return mha__mul3(n1, n2, n3, &t) || mha__mul(t, elem, bytes);
 }
 
-mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha__attn_view *v)
+/* The smallest struct_size accepted (version 1.1 of mha_grad_args). */
+#define MHA__GRAD_ARGS_V1_SIZE MHA_STRUCT_SIZE(mha_grad_args, d_value)
+
+static mha_status attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, int backward,
+                                  mha__attn_view *v)
 {
     if (!ctx || !a)
         return MHA_ERR_NULL_ARG;
@@ -46,11 +50,12 @@ mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha_
     v->kv_lengths = a->kv_lengths;
     v->attn_bias = a->attn_bias;
     v->causal = a->causal;
-    v->out = a->out;
-    v->attn_weights = a->attn_weights;
+    /* the backward neither reads nor writes out and attn_weights */
+    v->out = backward ? NULL : a->out;
+    v->attn_weights = backward ? NULL : a->attn_weights;
     if (v->batch == 0 || v->seq_q == 0)
         return MHA_OK; /* empty call: nothing is read or written */
-    if (!a->query || !a->out)
+    if (!a->query || (!backward && !a->out))
         return MHA_ERR_NULL_ARG;
 
     size_t D = ctx->d_model, n_q, n_kv, n_bias, n_w, n_len;
@@ -76,11 +81,52 @@ mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha_
         {a->kv_lengths, n_len},
         {a->attn_bias, n_bias},
     };
-    mha__region out = {a->out, n_q}, w = {a->attn_weights, n_w};
+    mha__region out = {v->out, n_q}, w = {v->attn_weights, n_w};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
         if (mha__overlap(out, in[i]) || mha__overlap(w, in[i]))
             return MHA_ERR_ALIAS;
     if (mha__overlap(out, w))
         return MHA_ERR_ALIAS;
+    v->bytes_q = n_q;
+    v->bytes_kv = n_kv;
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        v->inputs[i] = in[i];
+    return MHA_OK;
+}
+
+mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha__attn_view *v)
+{
+    return attn_args_check(ctx, a, 0, v);
+}
+
+mha_status mha__grad_args_check(const mha_ctx *ctx, const mha_attn_args *a,
+                                const mha_grad_args *g, mha__attn_view *v)
+{
+    mha_status st = attn_args_check(ctx, a, 1, v);
+    if (st != MHA_OK)
+        return st;
+    if (!g)
+        return MHA_ERR_NULL_ARG;
+    if (g->struct_size < MHA__GRAD_ARGS_V1_SIZE)
+        return MHA_ERR_STRUCT_SIZE;
+    if (v->self && (g->d_key || g->d_value))
+        return MHA_ERR_BAD_SHAPE;
+    if (v->batch == 0 || v->seq_q == 0)
+        return MHA_OK;
+    if (!g->d_out || !g->d_query || (!v->self && (!g->d_key || !g->d_value)))
+        return MHA_ERR_NULL_ARG;
+    mha__region d_out = {g->d_out, v->bytes_q};
+    mha__region outs[] = {{g->d_query, v->bytes_q}, {g->d_key, v->bytes_kv},
+                          {g->d_value, v->bytes_kv}};
+    for (size_t o = 0; o < 3; o++) {
+        if (mha__overlap(outs[o], d_out))
+            return MHA_ERR_ALIAS;
+        for (size_t i = 0; i < MHA__N_INPUTS; i++)
+            if (mha__overlap(outs[o], v->inputs[i]))
+                return MHA_ERR_ALIAS;
+        for (size_t k = o + 1; k < 3; k++)
+            if (mha__overlap(outs[o], outs[k]))
+                return MHA_ERR_ALIAS;
+    }
     return MHA_OK;
 }

@@ -17,32 +17,23 @@
 #include <cblas.h>
 #include <math.h>
 
-#ifndef MHA_ATTN_BQ
-#define MHA_ATTN_BQ 256
-#endif
-#ifndef MHA_ATTN_BK
-#define MHA_ATTN_BK 512
-#endif
+
+size_t mha__attn_bwd_scratch(size_t seq_q)
+{
+    return 2 * MHA_ATTN_BWD_BQ * MHA_ATTN_BWD_BK + seq_q;
+}
 
 typedef struct core_job {
     const mha_ctx *ctx;
     const mha__attn_view *v;
     const float *q, *k, *val; /* projected: [B*S, ld], head h at column h * d_head */
     size_t ldq, ldk, ldv;
-    float *o; /* [B*Sq, d_q] */
+    float *o;   /* [B*Sq, d_q] */
+    float *lse; /* NULL or [B, H, Sq]: log-sum-exp of each row, for the backward */
     float *scratch;
     size_t scratch_stride, n_qb;
     float scale;
 } core_job;
-
-/* Keys j < row_limit(i) are visible to query i (kv_lengths and causal). */
-static size_t row_limit(size_t i, size_t Sq, size_t Skv, size_t len, int causal)
-{
-    if (!causal)
-        return len;
-    size_t c = i + Skv + 1 > Sq ? i + Skv + 1 - Sq : 0;
-    return c < len ? c : len;
-}
 
 static void core_task(void *arg, size_t task, size_t thread)
 {
@@ -65,7 +56,7 @@ static void core_task(void *arg, size_t task, size_t thread)
     /* With attn_weights the tile is the caller's [nq, Skv] slice, one block
      * wide, so masked entries are written as zeros too. */
     float *W = v->attn_weights ? v->attn_weights + ((b * H + h) * Sq + q0) * Skv : NULL;
-    size_t kend = row_limit(q0 + nq - 1, Sq, Skv, len, v->causal), bk = MHA_ATTN_BK, lds = bk;
+    size_t kend = mha__row_limit(q0 + nq - 1, Sq, Skv, len, v->causal), bk = MHA_ATTN_BK, lds = bk;
     if (W)
         kend = bk = lds = Skv;
 
@@ -80,7 +71,7 @@ static void core_task(void *arg, size_t task, size_t thread)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)dh, J->scale,
                     Q, (int)J->ldq, K + k0 * J->ldk, (int)J->ldk, 0.0f, S, (int)lds);
         for (size_t r = 0; r < nq; r++) {
-            size_t lim = row_limit(q0 + r, Sq, Skv, len, v->causal);
+            size_t lim = mha__row_limit(q0 + r, Sq, Skv, len, v->causal);
             size_t nv = lim > k0 ? mha__min(lim - k0, nk) : 0;
             const float *bias = v->attn_bias ? v->attn_bias + (q0 + r) * Skv + k0 : NULL;
             float alpha = mha__softmax_online_row(S + r * lds, bias, nv, nk, &m[r], &l[r]);
@@ -90,19 +81,24 @@ static void core_task(void *arg, size_t task, size_t thread)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)dh, (int)nk, 1.0f, S,
                     (int)lds, V + k0 * J->ldv, (int)J->ldv, 1.0f, O, (int)dq);
     }
+    float *lse = J->lse ? J->lse + (b * H + h) * Sq + q0 : NULL;
     for (size_t r = 0; r < nq; r++) {
         /* l == 0: every key masked, the row is zeros (never 0/0 = NaN). */
         float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];
         mha__scale_row(O + r * dq, inv, dh);
         if (W)
             mha__scale_row(W + r * Skv, inv, Skv);
+        if (lse)
+            lse[r] = l[r] == 0.0f ? -INFINITY : m[r] + logf(l[r]);
     }
 }
 
-mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, mha__plan *p,
-                          mha__attn_ws *w)
+mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, int backward,
+                          mha__plan *p, mha__attn_ws *w)
 {
     size_t Nq = v->batch * v->seq_q, Nkv = v->batch * v->seq_kv;
+    memset(w, 0, sizeof *w);
+    w->backward = backward;
     if (v->self) {
         w->ldq = w->ldk = w->ldv = ctx->d_q + 2 * ctx->d_kv;
         w->q = mha__plan_add(p, Nq, w->ldq);
@@ -117,12 +113,23 @@ mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, mha__plan
     }
     w->o = mha__plan_add(p, Nq, ctx->d_q);
     w->scratch_stride = 2 * MHA_ATTN_BQ + MHA_ATTN_BQ * MHA_ATTN_BK;
+    if (backward) {
+        /* gradients of q, k, v laid out exactly like q, k, v */
+        w->lse = mha__plan_add(p, v->batch * ctx->n_heads, v->seq_q);
+        w->d_o = mha__plan_add(p, Nq, ctx->d_q);
+        w->dq = mha__plan_add(p, Nq, w->ldq);
+        w->dk = v->self ? w->dq + ctx->d_q : mha__plan_add(p, Nkv, w->ldk);
+        w->dv = w->dk + ctx->d_kv;
+        size_t bwd = mha__attn_bwd_scratch(v->seq_q);
+        if (bwd > w->scratch_stride)
+            w->scratch_stride = bwd;
+    }
     w->scratch = mha__plan_add(p, ctx->n_threads, w->scratch_stride);
     return p->bad ? MHA_ERR_OVERFLOW : MHA_OK;
 }
 
-void mha__attn_run(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
-                   const float *xq, const float *residual, float *out)
+void mha__attn_forward_keep(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
+                            const float *xq, const float *residual, float *out)
 {
     float *ws = ctx->ws;
     const size_t Nq = v->batch * v->seq_q, Nkv = v->batch * v->seq_kv, D = ctx->d_model;
@@ -145,16 +152,19 @@ void mha__attn_run(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
     }
 
     core_job J = {ctx, v, ws + w->q, ws + w->k, ws + w->v, w->ldq, w->ldk, w->ldv, ws + w->o,
-                  ws + w->scratch, w->scratch_stride, (v->seq_q + MHA_ATTN_BQ - 1) / MHA_ATTN_BQ,
+                  w->backward ? ws + w->lse : NULL, ws + w->scratch, w->scratch_stride,
+                  (v->seq_q + MHA_ATTN_BQ - 1) / MHA_ATTN_BQ,
                   (float)(1.0 / sqrt((double)ctx->d_head))};
     mha__pool_run(ctx->pool, v->batch * ctx->n_heads * J.n_qb, core_task, &J);
 
+    if (!out)
+        return;
     mha__linear o = {Nq, D, ctx->d_q, ws + w->o, ctx->d_q, mha__p(ctx, MHA_PARAM_WO),
                      mha__p_opt(ctx, MHA_PARAM_BO), residual, D, out, D, -1, 0};
     mha__linear_forward(ctx, &o);
 }
 
-static const mha_param attn_params[] = {
+const mha_param mha__attn_params[MHA__N_ATTN_PARAMS] = {
     MHA_PARAM_WQ, MHA_PARAM_WK, MHA_PARAM_WV, MHA_PARAM_WO,
     MHA_PARAM_BQ, MHA_PARAM_BK, MHA_PARAM_BV, MHA_PARAM_BO,
 };
@@ -165,12 +175,12 @@ mha_status mha_attention_forward(mha_ctx *ctx, const mha_attn_args *a)
     mha_status st = mha__attn_args_check(ctx, a, &v);
     if (st != MHA_OK || v.batch == 0 || v.seq_q == 0)
         return st;
-    if ((st = mha__require(ctx, attn_params, sizeof attn_params / sizeof attn_params[0])))
+    if ((st = mha__require(ctx, mha__attn_params, MHA__N_ATTN_PARAMS)))
         return st;
     mha__plan p = {0, 0};
     mha__attn_ws w;
-    if ((st = mha__attn_plan(ctx, &v, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)))
+    if ((st = mha__attn_plan(ctx, &v, 0, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)))
         return st;
-    mha__attn_run(ctx, &v, &w, v.query, NULL, v.out);
+    mha__attn_forward_keep(ctx, &v, &w, v.query, NULL, v.out);
     return MHA_OK;
 }

@@ -91,6 +91,7 @@ void mha_destroy(mha_ctx *ctx)
         return;
     mha__pool_destroy(ctx->pool);
     free(ctx->params);
+    free(ctx->grads);
     free(ctx->ws);
     free(ctx);
 }

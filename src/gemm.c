@@ -66,26 +66,114 @@ static void linear_task(void *arg, size_t task, size_t thread)
         linear_block(L, s0, mha__min(j->chunk, L->M - s0), 0, L->N);
 }
 
-/* Splits the larger of M and N: a row chunk repacks all of W and a column
- * chunk all of x, so cutting the long side duplicates the smaller operand. */
-void mha__linear_forward(mha_ctx *ctx, const mha__linear *L)
+/* How to cut an [M, N] output over the pool: along the longer side (a row
+ * chunk repacks all of the right operand and a column chunk all of the left
+ * one, so cutting the long side duplicates the smaller operand), chunk
+ * starts aligned, each chunk still large. Returns the number of chunks. */
+static size_t plan_split(const mha_ctx *ctx, size_t M, size_t N, size_t K, int allow_cols,
+                         int *by_cols, size_t *chunk)
 {
-    if (L->M == 0)
-        return;
-    linear_job job = {L, L->M, 0};
-    job.by_cols = L->act != MHA_ACT_SWIGLU && L->N > L->M;
-    size_t dim = job.by_cols ? L->N : L->M, align = job.by_cols ? COL_ALIGN : ROW_ALIGN;
-    double macs_per_unit = (double)(job.by_cols ? L->M : L->N) * (double)L->K;
-    size_t chunks = 1;
-    job.chunk = dim;
+    *by_cols = allow_cols && N > M;
+    size_t dim = *by_cols ? N : M, align = *by_cols ? COL_ALIGN : ROW_ALIGN;
+    double macs_per_unit = (double)(*by_cols ? M : N) * (double)K;
+    *chunk = dim;
     for (size_t T = mha__pool_threads(ctx->pool); T > 1; T--) {
         size_t c = (dim + T - 1) / T;
         c = (c + align - 1) / align * align;
         if (c < dim && (double)c * macs_per_unit >= MIN_CHUNK_MACS) {
-            job.chunk = c;
-            chunks = (dim + c - 1) / c;
-            break;
+            *chunk = c;
+            return (dim + c - 1) / c;
         }
     }
+    return 1;
+}
+
+void mha__linear_forward(mha_ctx *ctx, const mha__linear *L)
+{
+    if (L->M == 0 || L->N == 0)
+        return;
+    linear_job job = {L, 0, 0};
+    size_t chunks = plan_split(ctx, L->M, L->N, L->K, L->act != MHA_ACT_SWIGLU, &job.by_cols,
+                               &job.chunk);
     mha__pool_run(ctx->pool, chunks, linear_task, &job);
+}
+
+typedef struct gemm_job {
+    int ta, tb;
+    size_t M, N, K;
+    const float *A;
+    size_t lda;
+    const float *B;
+    size_t ldb;
+    float beta;
+    float *C;
+    size_t ldc;
+    size_t chunk;
+    int by_cols;
+} gemm_job;
+
+static void gemm_task(void *arg, size_t task, size_t thread)
+{
+    (void)thread;
+    const gemm_job *g = arg;
+    size_t s0 = task * g->chunk, M = g->M, N = g->N;
+    const float *A = g->A, *B = g->B;
+    float *C = g->C;
+    if (g->by_cols) {
+        N = mha__min(g->chunk, g->N - s0);
+        B += g->tb ? s0 * g->ldb : s0;
+        C += s0;
+    } else {
+        M = mha__min(g->chunk, g->M - s0);
+        A += g->ta ? s0 : s0 * g->lda;
+        C += s0 * g->ldc;
+    }
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)g->K, 1.0f, A, (int)g->lda, B, (int)g->ldb, g->beta, C,
+                (int)g->ldc);
+}
+
+void mha__gemm(mha_ctx *ctx, int ta, int tb, size_t M, size_t N, size_t K, const float *A,
+               size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) { /* sgemm would only scale C; keep it explicit and portable */
+        for (size_t i = 0; i < M; i++)
+            for (size_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    gemm_job g = {ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, 0, 0};
+    size_t chunks = plan_split(ctx, M, N, K, 1, &g.by_cols, &g.chunk);
+    mha__pool_run(ctx->pool, chunks, gemm_task, &g);
+}
+
+typedef struct colsum_job {
+    float *dst;
+    const float *X;
+    size_t M, N, ld;
+} colsum_job;
+
+#define COLSUM_BLOCK 64
+
+static void colsum_task(void *arg, size_t task, size_t thread)
+{
+    (void)thread;
+    const colsum_job *j = arg;
+    size_t c0 = task * COLSUM_BLOCK, nc = mha__min(COLSUM_BLOCK, j->N - c0);
+    double acc[COLSUM_BLOCK] = {0};
+    for (size_t i = 0; i < j->M; i++) {
+        const float *x = j->X + i * j->ld + c0;
+        for (size_t c = 0; c < nc; c++)
+            acc[c] += x[c];
+    }
+    for (size_t c = 0; c < nc; c++)
+        j->dst[c0 + c] += (float)acc[c];
+}
+
+void mha__colsum_acc(mha_ctx *ctx, float *dst, const float *X, size_t M, size_t N, size_t ld)
+{
+    colsum_job j = {dst, X, M, N, ld};
+    mha__pool_run(ctx->pool, (N + COLSUM_BLOCK - 1) / COLSUM_BLOCK, colsum_task, &j);
 }

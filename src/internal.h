@@ -60,6 +60,9 @@ struct mha_ctx {
     size_t param_off[MHA_PARAM_COUNT];
     size_t param_n[MHA_PARAM_COUNT];
     unsigned char param_set[MHA_PARAM_COUNT];
+    size_t params_total; /* floats */
+
+    float *grads; /* parameter gradients, the params' layout; NULL until the first backward */
 
     float *ws; /* workspace, grown on demand, never shrunk */
     size_t ws_cap;
@@ -76,6 +79,9 @@ static inline const float *mha__p_opt(const mha_ctx *ctx, mha_param p)
 }
 /* MHA_OK when every parameter of list that the config uses has been set. */
 mha_status mha__require(const mha_ctx *ctx, const mha_param *list, size_t n);
+
+/* Allocates the (zeroed) gradients on first use. */
+mha_status mha__grads_ready(mha_ctx *ctx);
 
 /* context.c */
 mha_status mha__ws_reserve(mha_ctx *ctx, size_t n_floats);
@@ -95,11 +101,18 @@ typedef struct mha__attn_view {
     const int32_t *kv_lengths;
     const float *attn_bias;
     int causal;
-    float *out, *attn_weights;
+    float *out, *attn_weights;  /* NULL in backward calls */
+    size_t bytes_q, bytes_kv;   /* of query and key/value arrays */
+#define MHA__N_INPUTS 5
+    mha__region inputs[MHA__N_INPUTS]; /* query, key, value, kv_lengths, attn_bias */
 } mha__attn_view;
 /* Checks a against ctx: struct size, pointers, shapes, flags, kv_lengths,
  * overflow of every buffer size and aliasing of the outputs. */
 mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha__attn_view *v);
+/* The same for a backward call (a->out, a->attn_weights ignored), plus g:
+ * gradient outputs present as the mode needs and overlapping nothing. */
+mha_status mha__grad_args_check(const mha_ctx *ctx, const mha_attn_args *a,
+                                const mha_grad_args *g, mha__attn_view *v);
 
 /* ---- kernels ---- */
 /* gemm.c: out[M, N] = epilogue(x[M, K] . W[N, K]^T + bias[N] + res[M, N]).
@@ -115,6 +128,13 @@ typedef struct mha__linear {
     size_t swiglu_n;  /* SwiGLU: out columns [0, n) are the W1 part, [n, 2n) the W3 gate */
 } mha__linear;
 void mha__linear_forward(mha_ctx *ctx, const mha__linear *L);
+/* C[M, N] = op(A) op(B) + beta C (op: transpose when ta / tb), row-major,
+ * split over the pool along M or N, never along the reduction K. */
+void mha__gemm(mha_ctx *ctx, int ta, int tb, size_t M, size_t N, size_t K, const float *A,
+               size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+/* dst[j] += sum_i X[i, j] over M rows (column blocks over the pool; each
+ * column summed in row order, in double). */
+void mha__colsum_acc(mha_ctx *ctx, float *dst, const float *X, size_t M, size_t N, size_t ld);
 
 /* math.c: elementwise kernels on arrays. */
 void mha__vexp(float *x, size_t n);
@@ -123,31 +143,84 @@ void mha__swiglu_forward(float *u, const float *g, const float *bias, size_t n);
 float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_t n, float *m,
                               float *l);
 void mha__scale_row(float *x, float s, size_t n);
+void mha__act_backward(int act, float *da, const float *pre, size_t n);
+void mha__swiglu_forward_keep(float *a, const float *u, const float *g, const float *bias,
+                              size_t n);
+void mha__swiglu_backward(float *du, float *dg, const float *u, const float *g,
+                          const float *bias, const float *da, size_t n);
+void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n, float lse);
+void mha__softmax_grad_row(float *dp, const float *p, float D, size_t n);
+float mha__dot(const float *a, const float *b, size_t n);
 
 /* norm.c: out[M, D] = LayerNorm(x[M, D]) * w + b, statistics in double. */
 void mha__layernorm_forward(mha_ctx *ctx, float *out, const float *x, const float *w,
                             const float *b, size_t M, size_t D, float eps);
+/* Workspace floats the backward needs for M rows. */
+size_t mha__layernorm_bwd_ws(size_t M, size_t D);
+/* dx = (accumulate ? dx : 0) + dL/dx given dy = dL/d(out); dw, db +=.
+ * partials: mha__layernorm_bwd_ws(M, D) floats of scratch. */
+void mha__layernorm_backward(mha_ctx *ctx, float *dx, int accumulate, const float *dy,
+                             const float *x, const float *w, float *dw, float *db, size_t M,
+                             size_t D, float eps, float *partials);
 
-/* attention.c: workspace offsets of one attention call (in floats). */
+/* attention.c / attention_backward.c */
+#ifndef MHA_ATTN_BQ /* overridable for tuning; see README "Block sizes" */
+#define MHA_ATTN_BQ 256 /* query rows per forward tile */
+#define MHA_ATTN_BK 512 /* keys per forward tile */
+#define MHA_ATTN_BWD_BQ 128 /* backward tiles: two live per thread (P and dS) */
+#define MHA_ATTN_BWD_BK 128
+#endif
+/* Keys j < mha__row_limit(i) are visible to query i (kv_lengths and the
+ * bottom-right aligned causal mask: j <= i + Skv - Sq). */
+static inline size_t mha__row_limit(size_t i, size_t Sq, size_t Skv, size_t len, int causal)
+{
+    if (!causal)
+        return len;
+    size_t c = i + Skv + 1 > Sq ? i + Skv + 1 - Sq : 0;
+    return c < len ? c : len;
+}
+#define MHA__N_ATTN_PARAMS 8
+extern const mha_param mha__attn_params[MHA__N_ATTN_PARAMS]; /* WQ..BO */
+
+/* Workspace offsets of one attention call (in floats into ctx->ws). */
 typedef struct mha__attn_ws {
-    size_t q, k, v, o, scratch; /* offsets into ctx->ws */
+    size_t q, k, v, o, scratch;
     size_t ldq, ldk, ldv, scratch_stride;
+    int backward;
+    size_t lse, d_o, dq, dk, dv; /* backward only; dq/dk/dv use ldq/ldk/ldv */
 } mha__attn_ws;
-mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, mha__plan *p,
-                          mha__attn_ws *w);
-/* out = MHA(xq [, v->key, v->value]) + residual (may be NULL); the workspace
- * must have been reserved for the plan. For self-attention xq is also the
- * key/value input. */
-void mha__attn_run(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
-                   const float *xq, const float *residual, float *out);
+mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, int backward,
+                          mha__plan *p, mha__attn_ws *w);
+size_t mha__attn_bwd_scratch(size_t seq_q);
+/* Projections and core for xq (also the key/value input for self-attention),
+ * keeping q, k, v, the core output (and the log-sum-exp when planned for
+ * backward) in the workspace; then out = MHA + residual when out != NULL. */
+void mha__attn_forward_keep(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
+                            const float *xq, const float *residual, float *out);
+/* After mha__attn_forward_keep on the same inputs: given dy = dL/d(out),
+ * dxq = beta_x dxq + dL/dxq (self-attention: through q, k and v), and for
+ * cross-attention dkey, dvalue (overwritten); accumulates the gradients of
+ * the attention weights. */
+void mha__attn_backward(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_ws *w,
+                        const float *xq, const float *dy, float *dxq, float beta_x, float *dkey,
+                        float *dvalue);
 
 /* ffn.c */
+#define MHA__N_FFN_PARAMS 5
+extern const mha_param mha__ffn_params[MHA__N_FFN_PARAMS]; /* W1, B1, W2, B2, W3 */
 typedef struct mha__ffn_ws {
-    size_t hidden, ldh;
+    size_t hidden, ldh; /* [n, ldh]: activations, or pre-activations when backward */
+    int backward;
+    size_t act, dpre;   /* backward: activations [n, d_ff], their gradient [n, ldh] */
 } mha__ffn_ws;
-void mha__ffn_plan(const mha_ctx *ctx, size_t n_tokens, mha__plan *p, mha__ffn_ws *w);
-/* out = FFN(x) + residual (may be NULL). */
-void mha__ffn_run(mha_ctx *ctx, const mha__ffn_ws *w, size_t n_tokens, const float *x,
-                  const float *residual, float *out);
+void mha__ffn_plan(const mha_ctx *ctx, size_t n_tokens, int backward, mha__plan *p,
+                   mha__ffn_ws *w);
+/* out = FFN(x) + residual (may be NULL); out NULL: only the kept values. */
+void mha__ffn_forward_keep(mha_ctx *ctx, const mha__ffn_ws *w, size_t n_tokens, const float *x,
+                           const float *residual, float *out);
+/* After mha__ffn_forward_keep (planned for backward) on the same x:
+ * dx = beta dx + dL/dx for dy = dL/d(FFN(x)); accumulates FFN weight grads. */
+void mha__ffn_backward(mha_ctx *ctx, const mha__ffn_ws *w, size_t n, const float *x,
+                       const float *dy, float *dx, float beta);
 
 #endif

@@ -1,9 +1,9 @@
 /* layer.c - the encoder layer (PyTorch nn.TransformerEncoderLayer, dropout 0).
- *   post-norm: A = x + MHA(x); h = LN1(A); y = LN2(h + FFN(h))
- *   pre-norm:  n = LN1(x); h = x + MHA(n); y = h + FFN(LN2(h))
- * Residuals are folded into the output projections (see gemm.c). The
- * attention and FFN workspaces are never live at the same time, so they
- * share one region after the layer's own two [N, D] buffers. */
+ *   post-norm: A = x + MHA(x); h = LN1(A); U = h + FFN(h); y = LN2(U)
+ *   pre-norm:  n1 = LN1(x); h = x + MHA(n1); n2 = LN2(h); y = h + FFN(n2)
+ * Residuals are folded into the output projections (see gemm.c). In the
+ * forward the attention and FFN workspaces are never live at once, so they
+ * share one region after the layer's own buffers; the backward keeps both. */
 #include "internal.h"
 
 static const mha_param all_params[] = {
@@ -12,6 +12,38 @@ static const mha_param all_params[] = {
     MHA_PARAM_W3, MHA_PARAM_LN1_WEIGHT, MHA_PARAM_LN1_BIAS, MHA_PARAM_LN2_WEIGHT,
     MHA_PARAM_LN2_BIAS,
 };
+
+/* Workspace of one layer call: n_bufs [N, D] buffers, then the attention
+ * and FFN regions (shared in the forward, separate in the backward). */
+typedef struct layer_ws {
+    size_t buf[5];
+    size_t ln_partials;
+    mha__attn_ws aw;
+    mha__ffn_ws fw;
+} layer_ws;
+
+static mha_status layer_prepare(mha_ctx *ctx, const mha__attn_view *v, int backward,
+                                layer_ws *L)
+{
+    const size_t N = v->batch * v->seq_q, D = ctx->d_model;
+    mha__plan p = {0, 0};
+    for (int i = 0; i < (backward ? 5 : 2); i++)
+        L->buf[i] = mha__plan_add(&p, N, D);
+    if (backward)
+        L->ln_partials = mha__plan_add(&p, mha__layernorm_bwd_ws(N, D), 1);
+    mha__plan pf = p;
+    mha_status st = mha__attn_plan(ctx, v, backward, &p, &L->aw);
+    if (st != MHA_OK)
+        return st;
+    if (backward)
+        pf = p; /* the FFN's kept values must survive the attention's */
+    mha__ffn_plan(ctx, N, backward, &pf, &L->fw);
+    if (pf.bad)
+        return MHA_ERR_OVERFLOW;
+    if ((st = mha__ws_reserve(ctx, p.total > pf.total ? p.total : pf.total)))
+        return st;
+    return backward ? mha__grads_ready(ctx) : MHA_OK;
+}
 
 mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
 {
@@ -23,37 +55,85 @@ mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
         return MHA_ERR_UNSUPPORTED;
     if (v.batch == 0 || v.seq_q == 0)
         return MHA_OK;
-    if ((st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0])))
+    layer_ws L;
+    if ((st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0])) ||
+        (st = layer_prepare(ctx, &v, 0, &L)))
         return st;
 
     const size_t N = v.batch * v.seq_q, D = ctx->d_model;
-    mha__plan p = {0, 0};
-    size_t buf_a = mha__plan_add(&p, N, D), buf_b = mha__plan_add(&p, N, D);
-    mha__plan pf = p;
-    mha__attn_ws aw;
-    mha__ffn_ws fw;
-    if ((st = mha__attn_plan(ctx, &v, &p, &aw)))
-        return st;
-    mha__ffn_plan(ctx, N, &pf, &fw);
-    if (pf.bad)
-        return MHA_ERR_OVERFLOW;
-    if ((st = mha__ws_reserve(ctx, p.total > pf.total ? p.total : pf.total)))
-        return st;
-
-    float *A = ctx->ws + buf_a, *B = ctx->ws + buf_b, *y = v.out; /* [N, D] each */
+    float *A = ctx->ws + L.buf[0], *B = ctx->ws + L.buf[1], *y = v.out; /* [N, D] each */
     const float *x = v.query, *ln1w = mha__p(ctx, MHA_PARAM_LN1_WEIGHT),
                 *ln1b = mha__p(ctx, MHA_PARAM_LN1_BIAS), *ln2w = mha__p(ctx, MHA_PARAM_LN2_WEIGHT),
                 *ln2b = mha__p(ctx, MHA_PARAM_LN2_BIAS);
     if (ctx->norm_first) {
         mha__layernorm_forward(ctx, A, x, ln1w, ln1b, N, D, ctx->ln_eps);
-        mha__attn_run(ctx, &v, &aw, A, x, B);                          /* B = h */
+        mha__attn_forward_keep(ctx, &v, &L.aw, A, x, B); /* B = h */
         mha__layernorm_forward(ctx, A, B, ln2w, ln2b, N, D, ctx->ln_eps);
-        mha__ffn_run(ctx, &fw, N, A, B, y);
+        mha__ffn_forward_keep(ctx, &L.fw, N, A, B, y);
     } else {
-        mha__attn_run(ctx, &v, &aw, x, x, A);
+        mha__attn_forward_keep(ctx, &v, &L.aw, x, x, A);
         mha__layernorm_forward(ctx, B, A, ln1w, ln1b, N, D, ctx->ln_eps); /* B = h */
-        mha__ffn_run(ctx, &fw, N, B, B, y);
+        mha__ffn_forward_keep(ctx, &L.fw, N, B, B, y);
         mha__layernorm_forward(ctx, y, y, ln2w, ln2b, N, D, ctx->ln_eps);
+    }
+    return MHA_OK;
+}
+
+mha_status mha_layer_backward(mha_ctx *ctx, const mha_attn_args *a, const mha_grad_args *g)
+{
+    mha__attn_view v;
+    mha_status st = mha__grad_args_check(ctx, a, g, &v);
+    if (st != MHA_OK)
+        return st;
+    if (!v.self)
+        return MHA_ERR_UNSUPPORTED;
+    if (v.batch == 0 || v.seq_q == 0)
+        return MHA_OK;
+    layer_ws L;
+    if ((st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0])) ||
+        (st = layer_prepare(ctx, &v, 1, &L)))
+        return st;
+
+    const size_t N = v.batch * v.seq_q, D = ctx->d_model, bytes = N * D * sizeof(float);
+    float *ws = ctx->ws, *gr = ctx->grads, *part = ws + L.ln_partials;
+    float *b0 = ws + L.buf[0], *b1 = ws + L.buf[1], *b2 = ws + L.buf[2], *b3 = ws + L.buf[3],
+          *b4 = ws + L.buf[4]; /* [N, D] each */
+    const float *x = v.query, *dy = g->d_out;
+    float *dx = g->d_query, eps = ctx->ln_eps;
+    const float *ln1w = mha__p(ctx, MHA_PARAM_LN1_WEIGHT), *ln1b = mha__p(ctx, MHA_PARAM_LN1_BIAS),
+                *ln2w = mha__p(ctx, MHA_PARAM_LN2_WEIGHT), *ln2b = mha__p(ctx, MHA_PARAM_LN2_BIAS);
+    float *dln1w = gr + ctx->param_off[MHA_PARAM_LN1_WEIGHT],
+          *dln1b = gr + ctx->param_off[MHA_PARAM_LN1_BIAS],
+          *dln2w = gr + ctx->param_off[MHA_PARAM_LN2_WEIGHT],
+          *dln2b = gr + ctx->param_off[MHA_PARAM_LN2_BIAS];
+    if (ctx->norm_first) {
+        float *n1 = b0, *h = b1, *n2 = b2, *dn = b3, *dh = b4;
+        mha__layernorm_forward(ctx, n1, x, ln1w, ln1b, N, D, eps);
+        mha__attn_forward_keep(ctx, &v, &L.aw, n1, x, h);
+        mha__layernorm_forward(ctx, n2, h, ln2w, ln2b, N, D, eps);
+        mha__ffn_forward_keep(ctx, &L.fw, N, n2, NULL, NULL);
+        /* y = h + FFN(n2): dh = dy + LN2'(FFN'(dy)) */
+        mha__ffn_backward(ctx, &L.fw, N, n2, dy, dn, 0.0f);
+        memcpy(dh, dy, bytes);
+        mha__layernorm_backward(ctx, dh, 1, dn, h, ln2w, dln2w, dln2b, N, D, eps, part);
+        /* h = x + MHA(n1): dx = dh + LN1'(MHA'(dh)) */
+        mha__attn_backward(ctx, &v, &L.aw, n1, dh, dn, 0.0f, NULL, NULL);
+        memcpy(dx, dh, bytes);
+        mha__layernorm_backward(ctx, dx, 1, dn, x, ln1w, dln1w, dln1b, N, D, eps, part);
+    } else {
+        float *A = b0, *h = b1, *U = b2, *dU = b3, *dh = b4;
+        mha__attn_forward_keep(ctx, &v, &L.aw, x, x, A);
+        mha__layernorm_forward(ctx, h, A, ln1w, ln1b, N, D, eps);
+        mha__ffn_forward_keep(ctx, &L.fw, N, h, h, U);
+        /* y = LN2(U), U = h + FFN(h): dh = dU + FFN'(dU) */
+        mha__layernorm_backward(ctx, dU, 0, dy, U, ln2w, dln2w, dln2b, N, D, eps, part);
+        memcpy(dh, dU, bytes);
+        mha__ffn_backward(ctx, &L.fw, N, h, dU, dh, 1.0f);
+        /* h = LN1(A), A = x + MHA(x): dx = dA + MHA'(dA) */
+        float *dA = dU;
+        mha__layernorm_backward(ctx, dA, 0, dh, A, ln1w, dln1w, dln1b, N, D, eps, part);
+        memcpy(dx, dA, bytes);
+        mha__attn_backward(ctx, &v, &L.aw, x, dA, dx, 1.0f, NULL, NULL);
     }
     return MHA_OK;
 }

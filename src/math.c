@@ -238,3 +238,102 @@ MHA__VEC float mha__softmax_online_row(float *s, const float *bias, size_t n_val
     *m = m_new;
     return alpha;
 }
+
+/* ---- backward ---- */
+
+/* d/dx of each activation at the pre-activation x. */
+static inline float gelu_erf_grad(float x)
+{
+    float cdf = 0.5f * (1.0f + erf_rational(x * 0.70710678118654752f));
+    return cdf + x * 0.39894228040143268f * exp_core(-0.5f * x * x);
+}
+
+static inline float gelu_tanh_grad(float x)
+{
+    const float c = 0.7978845608028654f, k = 0.044715f;
+    float u = c * (x + k * x * x * x);
+    float s = 1.0f / (1.0f + exp_core(-2.0f * u)); /* (1 + tanh u) / 2 */
+    float t = 2.0f * s - 1.0f;
+    return s + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * k * x * x);
+}
+
+/* da[i] *= act'(pre[i]) (RELU, GELU, GELU_TANH). */
+MHA__VEC void mha__act_backward(int act, float *da, const float *pre, size_t n)
+{
+    switch (act) {
+    case MHA_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            da[i] = pre[i] > 0.0f ? da[i] : 0.0f;
+        break;
+    case MHA_ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            da[i] *= gelu_erf_grad(pre[i]);
+        break;
+    case MHA_ACT_GELU_TANH:
+        for (size_t i = 0; i < n; i++)
+            da[i] *= gelu_tanh_grad(pre[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* SwiGLU forward keeping its inputs: a[i] = silu(u[i] + b[i]) * g[i]. */
+MHA__VEC void mha__swiglu_forward_keep(float *a, const float *u, const float *g,
+                                       const float *bias, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = u[i] + (bias ? bias[i] : 0.0f);
+        a[i] = div_sigmoid(x, x) * g[i];
+    }
+}
+
+/* With x = u + b and s = sigmoid(x): du = da g s (1 + x (1 - s)),
+ * dg = da x s. Written over du[] and dg[] (which may alias nothing else). */
+MHA__VEC void mha__swiglu_backward(float *du, float *dg, const float *u, const float *g,
+                                   const float *bias, const float *da, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = u[i] + (bias ? bias[i] : 0.0f);
+        float s = 1.0f / (1.0f + exp_core(-x));
+        float d = da[i];
+        du[i] = d * g[i] * s * (1.0f + x * (1.0f - s));
+        dg[i] = d * x * s;
+    }
+}
+
+/* P = exp(s - lse) for the first n_valid scores (bias added first), 0 for
+ * the rest; lse = -inf (row fully masked) gives zeros. */
+MHA__VEC void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n,
+                                         float lse)
+{
+    size_t j;
+    if (lse == -INFINITY)
+        n_valid = 0;
+    for (j = 0; j < n_valid; j++)
+        s[j] = exp_core(s[j] + (bias ? bias[j] : 0.0f) - lse);
+    for (; j < n; j++)
+        s[j] = 0.0f;
+}
+
+/* dS = P (dP - D) in place over dp. */
+MHA__VEC void mha__softmax_grad_row(float *dp, const float *p, float D, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        dp[j] = p[j] * (dp[j] - D);
+}
+
+MHA__VEC float mha__dot(const float *a, const float *b, size_t n)
+{
+    float lane[LANES] = {0};
+    size_t j, nv = n / LANES * LANES;
+    for (j = 0; j < nv; j += LANES)
+        for (int k = 0; k < LANES; k++)
+            lane[k] += a[j + k] * b[j + k];
+    float s = 0.0f;
+    for (; j < n; j++)
+        s += a[j] * b[j];
+    for (int k = 0; k < LANES; k++)
+        s += lane[k];
+    return s;
+}

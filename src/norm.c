@@ -31,8 +31,9 @@ static inline __attribute__((always_inline)) double sum_vd(vd v)
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-MHA__VEC static void layernorm_row(float *out, const float *x, const float *w, const float *b,
-                                   size_t D, float eps)
+/* mean and 1/sqrt(var + eps) of a row, in double */
+static inline __attribute__((always_inline)) void row_stats(const float *x, size_t D, float eps,
+                                                            float *meanf, float *rstd)
 {
     size_t i, Dv = D / DL * DL;
     vd acc = {0};
@@ -50,9 +51,41 @@ MHA__VEC static void layernorm_row(float *out, const float *x, const float *w, c
     for (; i < D; i++)
         var += (x[i] - mean) * (x[i] - mean);
     var = (var + sum_vd(acc)) / (double)D;
-    float rstd = (float)(1.0 / sqrt(var + (double)eps)), meanf = (float)mean;
-    for (i = 0; i < D; i++)
-        out[i] = (x[i] - meanf) * rstd * w[i] + b[i];
+    *rstd = (float)(1.0 / sqrt(var + (double)eps));
+    *meanf = (float)mean;
+}
+
+MHA__VEC static void layernorm_row(float *out, const float *x, const float *w, const float *b,
+                                   size_t D, float eps)
+{
+    float mean, rstd;
+    row_stats(x, D, eps, &mean, &rstd);
+    for (size_t i = 0; i < D; i++)
+        out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+/* xhat = (x - mean) rstd, g = dy w:
+ *   dx = rstd (g - mean(g) - xhat mean(g xhat)),  dw += dy xhat,  db += dy */
+MHA__VEC static void layernorm_row_backward(float *dx, int accumulate, const float *dy,
+                                            const float *x, const float *w, float *dw,
+                                            float *db, size_t D, float eps)
+{
+    float mean, rstd;
+    row_stats(x, D, eps, &mean, &rstd);
+    double sg = 0.0, sgx = 0.0;
+    for (size_t i = 0; i < D; i++) {
+        float xhat = (x[i] - mean) * rstd, g = dy[i] * w[i];
+        sg += g;
+        sgx += (double)g * xhat;
+        dw[i] += dy[i] * xhat;
+        db[i] += dy[i];
+    }
+    float mg = (float)(sg / (double)D), mgx = (float)(sgx / (double)D);
+    for (size_t i = 0; i < D; i++) {
+        float xhat = (x[i] - mean) * rstd;
+        float d = rstd * (dy[i] * w[i] - mg - xhat * mgx);
+        dx[i] = accumulate ? dx[i] + d : d;
+    }
 }
 
 static void layernorm_task(void *arg, size_t task, size_t thread)
@@ -69,4 +102,47 @@ void mha__layernorm_forward(mha_ctx *ctx, float *out, const float *x, const floa
 {
     rows_job j = {out, x, w, b, M, D, eps};
     mha__pool_run(ctx->pool, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, layernorm_task, &j);
+}
+
+typedef struct bwd_job {
+    float *dx;
+    int accumulate;
+    const float *dy, *x, *w;
+    float *partials; /* [tasks, 2 D]: per-block dw | db */
+    size_t M, D;
+    float eps;
+} bwd_job;
+
+static void layernorm_bwd_task(void *arg, size_t task, size_t thread)
+{
+    (void)thread;
+    const bwd_job *j = arg;
+    size_t r0 = task * ROWS_PER_TASK, r1 = mha__min(r0 + ROWS_PER_TASK, j->M);
+    float *dw = j->partials + task * 2 * j->D, *db = dw + j->D;
+    memset(dw, 0, 2 * j->D * sizeof(float));
+    for (size_t r = r0; r < r1; r++)
+        layernorm_row_backward(j->dx + r * j->D, j->accumulate, j->dy + r * j->D,
+                               j->x + r * j->D, j->w, dw, db, j->D, j->eps);
+}
+
+size_t mha__layernorm_bwd_ws(size_t M, size_t D)
+{
+    return (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK * 2 * D;
+}
+
+void mha__layernorm_backward(mha_ctx *ctx, float *dx, int accumulate, const float *dy,
+                             const float *x, const float *w, float *dw, float *db, size_t M,
+                             size_t D, float eps, float *partials)
+{
+    size_t tasks = (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    bwd_job j = {dx, accumulate, dy, x, w, partials, M, D, eps};
+    mha__pool_run(ctx->pool, tasks, layernorm_bwd_task, &j);
+    /* the fixed row blocks are summed in order: the same for any thread count */
+    for (size_t t = 0; t < tasks; t++) {
+        const float *p = partials + t * 2 * D;
+        for (size_t i = 0; i < D; i++) {
+            dw[i] += p[i];
+            db[i] += p[D + i];
+        }
+    }
 }

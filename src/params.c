@@ -51,7 +51,15 @@ mha_status mha__params_layout(mha_ctx *ctx)
     if (mha__mul(off, sizeof(float), &bytes))
         return MHA_ERR_OVERFLOW;
     ctx->params = malloc(bytes);
+    ctx->params_total = off;
     return ctx->params ? MHA_OK : MHA_ERR_NO_MEMORY;
+}
+
+mha_status mha__grads_ready(mha_ctx *ctx)
+{
+    if (!ctx->grads)
+        ctx->grads = calloc(ctx->params_total, sizeof(float));
+    return ctx->grads ? MHA_OK : MHA_ERR_NO_MEMORY;
 }
 
 static mha_status check_param(const mha_ctx *ctx, mha_param p, const void *buf, size_t count)
@@ -101,5 +109,26 @@ mha_status mha__require(const mha_ctx *ctx, const mha_param *list, size_t n)
     for (size_t i = 0; i < n; i++)
         if (ctx->param_n[list[i]] && !ctx->param_set[list[i]])
             return MHA_ERR_PARAM_NOT_SET;
+    return MHA_OK;
+}
+
+mha_status mha_get_grad(const mha_ctx *ctx, mha_param p, float *dst, size_t count)
+{
+    mha_status st = check_param(ctx, p, dst, count);
+    if (st != MHA_OK)
+        return st;
+    if (ctx->grads)
+        memcpy(dst, ctx->grads + ctx->param_off[p], count * sizeof(float));
+    else
+        memset(dst, 0, count * sizeof(float));
+    return MHA_OK;
+}
+
+mha_status mha_zero_grad(mha_ctx *ctx)
+{
+    if (!ctx)
+        return MHA_ERR_NULL_ARG;
+    if (ctx->grads)
+        memset(ctx->grads, 0, ctx->params_total * sizeof(float));
     return MHA_OK;
 }

@@ -1,4 +1,5 @@
-/* test_alloc.c - once a shape has been seen, forward calls do not allocate.
+/* test_alloc.c - once a shape has been seen, forward and backward calls do
+ * not allocate.
  * The test binary interposes the allocator (glibc's __libc_* underneath)
  * and counts calls made from any thread while counting is on. Not built
  * under sanitizers, which own the allocator. */
@@ -53,6 +54,14 @@ static void forward_all(const call *c)
     a.attn_weights = c->w;
     assert_int_equal(mha_attention_forward(c->f->ctx, &a), MHA_OK);
     assert_int_equal(mha_ffn_forward(c->f->ctx, c->out, c->x, c->batch * c->seq), MHA_OK);
+    mha_grad_args g;
+    mha_grad_args_init(&g);
+    g.d_out = c->x;
+    g.d_query = c->out;
+    a.attn_weights = NULL;
+    assert_int_equal(mha_attention_backward(c->f->ctx, &a, &g), MHA_OK);
+    assert_int_equal(mha_layer_backward(c->f->ctx, &a, &g), MHA_OK);
+    assert_int_equal(mha_ffn_backward(c->f->ctx, c->out, c->x, c->x, c->batch * c->seq), MHA_OK);
 }
 
 static long count_allocs(const call *c)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OP_ATTN, OP_FFN, OP_LAYER };
+enum { OP_ATTN, OP_FFN, OP_LAYER, OP_ATTN_BWD, OP_LAYER_BWD, OP_FFN_BWD };
 
 typedef struct run_spec {
     mha_config cfg;
@@ -32,6 +32,9 @@ static void prepare(prepared *p, const run_spec *sp, int n_threads)
     fixture_make(&p->f, &cfg, sp->seed);
     p->nq = sp->batch * sp->seq * cfg.d_model;
     p->nw = sp->weights ? sp->batch * cfg.n_heads * sp->seq * sp->seq : 0;
+    if (sp->op >= OP_ATTN_BWD) /* d_x, then every parameter gradient */
+        for (int q = 0; q < MHA_PARAM_COUNT; q++)
+            p->nw += mha_param_count(p->f.ctx, (mha_param)q);
     p->x = rand_floats(p->nq, 1.0);
     p->len = malloc(sp->batch * sizeof(int32_t));
     for (size_t b = 0; b < sp->batch; b++)
@@ -60,9 +63,29 @@ static float *exec(const prepared *p, const run_spec *sp)
     a.causal = sp->causal;
     a.attn_weights = p->nw ? res + p->nq : NULL;
     mha_ctx *ctx = p->f.ctx;
-    mha_status st = sp->op == OP_ATTN    ? mha_attention_forward(ctx, &a)
-                    : sp->op == OP_LAYER ? mha_layer_forward(ctx, &a)
-                                         : mha_ffn_forward(ctx, res, p->x, sp->batch * sp->seq);
+    mha_status st;
+    if (sp->op >= OP_ATTN_BWD) {
+        mha_grad_args g;
+        mha_grad_args_init(&g);
+        g.d_out = p->x; /* any fixed data will do */
+        g.d_query = res;
+        a.out = a.attn_weights = NULL;
+        mha_zero_grad(ctx);
+        st = sp->op == OP_ATTN_BWD    ? mha_attention_backward(ctx, &a, &g)
+             : sp->op == OP_LAYER_BWD ? mha_layer_backward(ctx, &a, &g)
+                                      : mha_ffn_backward(ctx, res, p->x, p->x, sp->batch * sp->seq);
+        float *gr = res + p->nq;
+        for (int q = 0; q < MHA_PARAM_COUNT && st == MHA_OK; q++) {
+            size_t n = mha_param_count(ctx, (mha_param)q);
+            if (n)
+                st = mha_get_grad(ctx, (mha_param)q, gr, n);
+            gr += n;
+        }
+    } else {
+        st = sp->op == OP_ATTN    ? mha_attention_forward(ctx, &a)
+             : sp->op == OP_LAYER ? mha_layer_forward(ctx, &a)
+                                  : mha_ffn_forward(ctx, res, p->x, sp->batch * sp->seq);
+    }
     if (st != MHA_OK) {
         free(res);
         return NULL;
@@ -126,6 +149,25 @@ static void layer_bitwise(void **s)
     check_all_thread_counts(&sp);
 }
 
+static void backward_bitwise(void **s)
+{
+    (void)s;
+    run_spec a = {make_cfg(128, 4, 2, 0, 0), OP_ATTN_BWD, 3, 300, 1, 0, 5};
+    check_all_thread_counts(&a);
+    run_spec l = {make_cfg(96, 3, 0, 0, 0), OP_LAYER_BWD, 4, 150, 1, 0, 6};
+    l.cfg.activation = MHA_ACT_SWIGLU;
+    check_all_thread_counts(&l);
+    l.cfg.activation = MHA_ACT_GELU;
+    l.cfg.norm_first = 1;
+    l.batch = 1; /* few tokens: GEMMs split by columns */
+    l.cfg.d_model = 256;
+    l.cfg.n_heads = 4;
+    l.cfg.d_ff = 1024;
+    check_all_thread_counts(&l);
+    run_spec f = {make_cfg(128, 4, 0, 0, 512), OP_FFN_BWD, 2, 333, 0, 0, 7};
+    check_all_thread_counts(&f);
+}
+
 /* Several threads, each driving its own 2-thread context, at once. */
 typedef struct worker {
     run_spec sp;
@@ -149,22 +191,23 @@ static void *worker_main(void *arg)
 static void concurrent_contexts(void **s)
 {
     (void)s;
-    worker w[3] = {
+    worker w[4] = {
         {.sp = {make_cfg(64, 4, 0, 0, 0), OP_LAYER, 2, 100, 1, 0, 11}},
         {.sp = {make_cfg(48, 2, 1, 0, 0), OP_ATTN, 3, 130, 0, 1, 12}},
         {.sp = {make_cfg(64, 4, 0, 0, 0), OP_FFN, 2, 200, 0, 0, 13}},
+        {.sp = {make_cfg(64, 4, 1, 0, 0), OP_LAYER_BWD, 2, 90, 1, 0, 14}},
     };
     size_t n;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         w[i].ref = run(&w[i].sp, 1, &n);
         prepare(&w[i].p, &w[i].sp, 2); /* the rng is not thread-safe: prepare here */
     }
-    pthread_t th[3];
-    for (int i = 0; i < 3; i++)
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(w[i].failures, 0);
         free(w[i].ref);
         release(&w[i].p);
@@ -177,6 +220,7 @@ int main(void)
         cmocka_unit_test(attention_bitwise),
         cmocka_unit_test(ffn_bitwise),
         cmocka_unit_test(layer_bitwise),
+        cmocka_unit_test(backward_bitwise),
         cmocka_unit_test(concurrent_contexts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,10 +97,24 @@ CMakeFiles/mha.dir/src/attention.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/mha.dir/src/attention.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/src/attention.c -o CMakeFiles/mha.dir/src/attention.c.s
 
+CMakeFiles/mha.dir/src/attention_backward.c.o: CMakeFiles/mha.dir/flags.make
+CMakeFiles/mha.dir/src/attention_backward.c.o: /work/main/src/attention_backward.c
+CMakeFiles/mha.dir/src/attention_backward.c.o: CMakeFiles/mha.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_3) "Building C object CMakeFiles/mha.dir/src/attention_backward.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/attention_backward.c.o -MF CMakeFiles/mha.dir/src/attention_backward.c.o.d -o CMakeFiles/mha.dir/src/attention_backward.c.o -c /work/main/src/attention_backward.c
+
+CMakeFiles/mha.dir/src/attention_backward.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/mha.dir/src/attention_backward.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/src/attention_backward.c > CMakeFiles/mha.dir/src/attention_backward.c.i
+
+CMakeFiles/mha.dir/src/attention_backward.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/mha.dir/src/attention_backward.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/src/attention_backward.c -o CMakeFiles/mha.dir/src/attention_backward.c.s
+
 CMakeFiles/mha.dir/src/context.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/context.c.o: /work/main/src/context.c
 CMakeFiles/mha.dir/src/context.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_3) "Building C object CMakeFiles/mha.dir/src/context.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_4) "Building C object CMakeFiles/mha.dir/src/context.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/context.c.o -MF CMakeFiles/mha.dir/src/context.c.o.d -o CMakeFiles/mha.dir/src/context.c.o -c /work/main/src/context.c
 
 CMakeFiles/mha.dir/src/context.c.i: cmake_force
@@ -114,7 +128,7 @@ CMakeFiles/mha.dir/src/context.c.s: cmake_force
 CMakeFiles/mha.dir/src/ffn.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/ffn.c.o: /work/main/src/ffn.c
 CMakeFiles/mha.dir/src/ffn.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_4) "Building C object CMakeFiles/mha.dir/src/ffn.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_5) "Building C object CMakeFiles/mha.dir/src/ffn.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/ffn.c.o -MF CMakeFiles/mha.dir/src/ffn.c.o.d -o CMakeFiles/mha.dir/src/ffn.c.o -c /work/main/src/ffn.c
 
 CMakeFiles/mha.dir/src/ffn.c.i: cmake_force
@@ -128,7 +142,7 @@ CMakeFiles/mha.dir/src/ffn.c.s: cmake_force
 CMakeFiles/mha.dir/src/gemm.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/gemm.c.o: /work/main/src/gemm.c
 CMakeFiles/mha.dir/src/gemm.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_5) "Building C object CMakeFiles/mha.dir/src/gemm.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_6) "Building C object CMakeFiles/mha.dir/src/gemm.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/gemm.c.o -MF CMakeFiles/mha.dir/src/gemm.c.o.d -o CMakeFiles/mha.dir/src/gemm.c.o -c /work/main/src/gemm.c
 
 CMakeFiles/mha.dir/src/gemm.c.i: cmake_force
@@ -142,7 +156,7 @@ CMakeFiles/mha.dir/src/gemm.c.s: cmake_force
 CMakeFiles/mha.dir/src/layer.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/layer.c.o: /work/main/src/layer.c
 CMakeFiles/mha.dir/src/layer.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_6) "Building C object CMakeFiles/mha.dir/src/layer.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_7) "Building C object CMakeFiles/mha.dir/src/layer.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/layer.c.o -MF CMakeFiles/mha.dir/src/layer.c.o.d -o CMakeFiles/mha.dir/src/layer.c.o -c /work/main/src/layer.c
 
 CMakeFiles/mha.dir/src/layer.c.i: cmake_force
@@ -156,7 +170,7 @@ CMakeFiles/mha.dir/src/layer.c.s: cmake_force
 CMakeFiles/mha.dir/src/math.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/math.c.o: /work/main/src/math.c
 CMakeFiles/mha.dir/src/math.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_7) "Building C object CMakeFiles/mha.dir/src/math.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_8) "Building C object CMakeFiles/mha.dir/src/math.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -ffp-contract=fast -Wno-psabi -MD -MT CMakeFiles/mha.dir/src/math.c.o -MF CMakeFiles/mha.dir/src/math.c.o.d -o CMakeFiles/mha.dir/src/math.c.o -c /work/main/src/math.c
 
 CMakeFiles/mha.dir/src/math.c.i: cmake_force
@@ -170,7 +184,7 @@ CMakeFiles/mha.dir/src/math.c.s: cmake_force
 CMakeFiles/mha.dir/src/norm.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/norm.c.o: /work/main/src/norm.c
 CMakeFiles/mha.dir/src/norm.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_8) "Building C object CMakeFiles/mha.dir/src/norm.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_9) "Building C object CMakeFiles/mha.dir/src/norm.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -Wno-psabi -MD -MT CMakeFiles/mha.dir/src/norm.c.o -MF CMakeFiles/mha.dir/src/norm.c.o.d -o CMakeFiles/mha.dir/src/norm.c.o -c /work/main/src/norm.c
 
 CMakeFiles/mha.dir/src/norm.c.i: cmake_force
@@ -184,7 +198,7 @@ CMakeFiles/mha.dir/src/norm.c.s: cmake_force
 CMakeFiles/mha.dir/src/params.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/params.c.o: /work/main/src/params.c
 CMakeFiles/mha.dir/src/params.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_9) "Building C object CMakeFiles/mha.dir/src/params.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_10) "Building C object CMakeFiles/mha.dir/src/params.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/params.c.o -MF CMakeFiles/mha.dir/src/params.c.o.d -o CMakeFiles/mha.dir/src/params.c.o -c /work/main/src/params.c
 
 CMakeFiles/mha.dir/src/params.c.i: cmake_force
@@ -198,7 +212,7 @@ CMakeFiles/mha.dir/src/params.c.s: cmake_force
 CMakeFiles/mha.dir/src/status.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/status.c.o: /work/main/src/status.c
 CMakeFiles/mha.dir/src/status.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_10) "Building C object CMakeFiles/mha.dir/src/status.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_11) "Building C object CMakeFiles/mha.dir/src/status.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/status.c.o -MF CMakeFiles/mha.dir/src/status.c.o.d -o CMakeFiles/mha.dir/src/status.c.o -c /work/main/src/status.c
 
 CMakeFiles/mha.dir/src/status.c.i: cmake_force
@@ -212,7 +226,7 @@ CMakeFiles/mha.dir/src/status.c.s: cmake_force
 CMakeFiles/mha.dir/src/threads.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c
 CMakeFiles/mha.dir/src/threads.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_11) "Building C object CMakeFiles/mha.dir/src/threads.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_12) "Building C object CMakeFiles/mha.dir/src/threads.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/threads.c.o -MF CMakeFiles/mha.dir/src/threads.c.o.d -o CMakeFiles/mha.dir/src/threads.c.o -c /work/main/src/threads.c
 
 CMakeFiles/mha.dir/src/threads.c.i: cmake_force
@@ -227,6 +241,7 @@ CMakeFiles/mha.dir/src/threads.c.s: cmake_force
 mha_OBJECTS = \
 "CMakeFiles/mha.dir/src/args.c.o" \
 "CMakeFiles/mha.dir/src/attention.c.o" \
+"CMakeFiles/mha.dir/src/attention_backward.c.o" \
 "CMakeFiles/mha.dir/src/context.c.o" \
 "CMakeFiles/mha.dir/src/ffn.c.o" \
 "CMakeFiles/mha.dir/src/gemm.c.o" \
@@ -240,29 +255,30 @@ mha_OBJECTS = \
 # External object files for target mha
 mha_EXTERNAL_OBJECTS =
 
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/args.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/attention.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/context.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/ffn.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/gemm.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/layer.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/math.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/norm.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/params.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/status.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/src/threads.c.o
-libmha.so.1.0.0: CMakeFiles/mha.dir/build.make
-libmha.so.1.0.0: /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so
-libmha.so.1.0.0: /work/main/src/libmha.map
-libmha.so.1.0.0: CMakeFiles/mha.dir/link.txt
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_12) "Linking C shared library libmha.so"
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/args.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/attention.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/attention_backward.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/context.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/ffn.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/gemm.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/layer.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/math.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/norm.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/params.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/status.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/src/threads.c.o
+libmha.so.1.1.0: CMakeFiles/mha.dir/build.make
+libmha.so.1.1.0: /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so
+libmha.so.1.1.0: /work/main/src/libmha.map
+libmha.so.1.1.0: CMakeFiles/mha.dir/link.txt
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_13) "Linking C shared library libmha.so"
 	$(CMAKE_COMMAND) -E cmake_link_script CMakeFiles/mha.dir/link.txt --verbose=$(VERBOSE)
-	$(CMAKE_COMMAND) -E cmake_symlink_library libmha.so.1.0.0 libmha.so.1 libmha.so
+	$(CMAKE_COMMAND) -E cmake_symlink_library libmha.so.1.1.0 libmha.so.1 libmha.so
 
-libmha.so.1: libmha.so.1.0.0
+libmha.so.1: libmha.so.1.1.0
 	@$(CMAKE_COMMAND) -E touch_nocreate libmha.so.1
 
-libmha.so: libmha.so.1.0.0
+libmha.so: libmha.so.1.1.0
 	@$(CMAKE_COMMAND) -E touch_nocreate libmha.so
 
 # Rule to build all files generated by this target.

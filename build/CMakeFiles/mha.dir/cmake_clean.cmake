@@ -3,6 +3,8 @@ file(REMOVE_RECURSE
   "CMakeFiles/mha.dir/src/args.c.o.d"
   "CMakeFiles/mha.dir/src/attention.c.o"
   "CMakeFiles/mha.dir/src/attention.c.o.d"
+  "CMakeFiles/mha.dir/src/attention_backward.c.o"
+  "CMakeFiles/mha.dir/src/attention_backward.c.o.d"
   "CMakeFiles/mha.dir/src/context.c.o"
   "CMakeFiles/mha.dir/src/context.c.o.d"
   "CMakeFiles/mha.dir/src/ffn.c.o"
@@ -24,7 +26,7 @@ file(REMOVE_RECURSE
   "libmha.pdb"
   "libmha.so"
   "libmha.so.1"
-  "libmha.so.1.0.0"
+  "libmha.so.1.1.0"
 )
 
 # Per-language clean rules from dependency scanning.
