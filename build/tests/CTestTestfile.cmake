@@ -28,3 +28,5 @@ add_test([=[exports]=] "sh" "/work/main/tests/check_exports.sh" "/work/main/buil
 set_tests_properties([=[exports]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;34;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[install_consumer]=] "sh" "/work/main/tests/consumer/run.sh" "/work/main/build" "/work/main")
 set_tests_properties([=[install_consumer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;42;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[python]=] "/usr/bin/python3" "-m" "pytest" "-q" "-p" "no:cacheprovider" "/work/main/tests/python")
+set_tests_properties([=[python]=] PROPERTIES  ENVIRONMENT "LIBMHA_PATH=/work/main/build/libmha.so.1.1.0;PYTHONPATH=/work/main/python" _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;50;add_test;/work/main/tests/CMakeLists.txt;0;")
