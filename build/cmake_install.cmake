@@ -44,7 +44,7 @@ endif()
 
 if(CMAKE_INSTALL_COMPONENT STREQUAL "Unspecified" OR NOT CMAKE_INSTALL_COMPONENT)
   foreach(file
-      "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/lib/libmha.so.1.1.0"
+      "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/lib/libmha.so.1.2.0"
       "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/lib/libmha.so.1"
       )
     if(EXISTS "${file}" AND
@@ -55,11 +55,11 @@ if(CMAKE_INSTALL_COMPONENT STREQUAL "Unspecified" OR NOT CMAKE_INSTALL_COMPONENT
     endif()
   endforeach()
   file(INSTALL DESTINATION "${CMAKE_INSTALL_PREFIX}/lib" TYPE SHARED_LIBRARY FILES
-    "/work/main/build/libmha.so.1.1.0"
+    "/work/main/build/libmha.so.1.2.0"
     "/work/main/build/libmha.so.1"
     )
   foreach(file
-      "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/lib/libmha.so.1.1.0"
+      "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/lib/libmha.so.1.2.0"
       "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/lib/libmha.so.1"
       )
     if(EXISTS "${file}" AND

@@ -60,7 +60,7 @@
 #include <stdint.h>
 
 #define MHA_VERSION_MAJOR 1
-#define MHA_VERSION_MINOR 1
+#define MHA_VERSION_MINOR 2
 #define MHA_VERSION_PATCH 0
 #define MHA_VERSION_NUMBER \
     (MHA_VERSION_MAJOR * 10000 + MHA_VERSION_MINOR * 100 + MHA_VERSION_PATCH)
@@ -104,7 +104,18 @@ extern "C" {
     X(MHA_ERR_ALIAS, 15, "an output overlaps an input or another output")                     \
     X(MHA_ERR_NO_MEMORY, 16, "out of memory")                                                 \
     X(MHA_ERR_THREAD, 17, "could not start worker threads")                                   \
-    X(MHA_ERR_UNSUPPORTED, 18, "this call does not support the requested mode")
+    X(MHA_ERR_UNSUPPORTED, 18, "this call does not support the requested mode")             \
+    X(MHA_ERR_IO, 19, "cannot open, stat or map the file")                                   \
+    X(MHA_ERR_TRUNCATED, 20, "the file is shorter than its header says")                      \
+    X(MHA_ERR_HEADER, 21, "malformed safetensors header (JSON, fields, duplicate names)")    \
+    X(MHA_ERR_HEADER_TOO_LARGE, 22, "safetensors header larger than 100 MiB")                 \
+    X(MHA_ERR_OFFSETS, 23, "tensor data_offsets disagree with shape and dtype, or leave holes") \
+    X(MHA_ERR_DTYPE, 24, "unknown tensor dtype, or one that cannot be loaded (F32/F16/BF16)") \
+    X(MHA_ERR_TENSOR_MISSING, 25, "a tensor the configuration needs is not in the file")      \
+    X(MHA_ERR_TENSOR_SHAPE, 26, "a tensor's shape differs from the configuration's")          \
+    X(MHA_ERR_BAD_NAMING, 27, "unknown naming scheme")                                        \
+    X(MHA_ERR_NAMING_MISMATCH, 28,                                                            \
+      "the naming scheme cannot fill this configuration (SwiGLU, GQA, d_head, biases)")
 
 #define MHA__STATUS_ENUM(name, value, msg) name = value,
 typedef enum mha_status { MHA_STATUS_LIST(MHA__STATUS_ENUM) } mha_status;
@@ -322,6 +333,37 @@ MHA_API mha_status mha_get_grad(const mha_ctx *ctx, mha_param p, float *dst, siz
 /* Sets every accumulated parameter gradient to zero. Statuses: MHA_OK,
  * MHA_ERR_NULL_ARG. */
 MHA_API mha_status mha_zero_grad(mha_ctx *ctx);
+
+/* ---- Loading weights (since 1.2) -------------------------------------- */
+
+/* Tensor names of one encoder layer in a safetensors file. */
+#define MHA_NAMING_TORCH 0 /* nn.TransformerEncoderLayer state dict: self_attn.in_proj_weight,
+                              self_attn.in_proj_bias, self_attn.out_proj.{weight,bias},
+                              linear1/linear2.{weight,bias}, norm1/norm2.{weight,bias} */
+#define MHA_NAMING_BERT 1  /* Hugging Face BertLayer: attention.self.{query,key,value}.*,
+                              attention.output.dense.*, attention.output.LayerNorm.*,
+                              intermediate.dense.*, output.dense.*, output.LayerNorm.*
+                              (LayerNorm gamma/beta accepted for weight/bias) */
+
+/* Sets the layer's weights from the safetensors file at path, reading the
+ * tensors named prefix + <name> (e.g. prefix "encoder.layer.3."; NULL means
+ * ""). F32 tensors are copied; F16 and BF16 are converted exactly (subnormals,
+ * infinities, NaN). Shapes must match the configuration exactly (a
+ * transposed matrix is an error). The whole header is validated, not only
+ * the tensors used: dtype, shape, data_offsets in range, spanning exactly
+ * shape x dtype bytes and tiling the data without holes or overlaps; header
+ * at most 100 MiB. Other tensors in the file are ignored. On any error no
+ * weight changes. The file is mapped read-only during the call.
+ * The naming schemes describe standard layers: they cannot fill SwiGLU,
+ * GQA/MQA or d_head * n_heads != d_model (MHA_ERR_NAMING_MISMATCH), nor a
+ * bias = 0 config from a file with biases (MHA_ERR_NAMING_MISMATCH); with
+ * bias = 1 the biases must be present (MHA_ERR_TENSOR_MISSING).
+ * Statuses: MHA_OK, MHA_ERR_NULL_ARG (ctx, path), MHA_ERR_BAD_NAMING,
+ * MHA_ERR_NAMING_MISMATCH, MHA_ERR_IO, MHA_ERR_TRUNCATED, MHA_ERR_HEADER,
+ * MHA_ERR_HEADER_TOO_LARGE, MHA_ERR_OFFSETS, MHA_ERR_DTYPE,
+ * MHA_ERR_TENSOR_MISSING, MHA_ERR_TENSOR_SHAPE, MHA_ERR_NO_MEMORY. */
+MHA_API mha_status mha_load_safetensors(mha_ctx *ctx, const char *path, const char *prefix,
+                                        int naming);
 
 #ifdef __cplusplus
 }

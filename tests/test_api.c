@@ -21,7 +21,12 @@ static void strerror_total(void **s)
     assert_string_equal(mha_strerror(value), msg);
     MHA_STATUS_LIST(CHECK_STATUS)
 #undef CHECK_STATUS
-    const int odd[] = {-1, 19, 1000, -2147483647 - 1, 2147483647};
+#define ONE(name, value, msg) +1
+    const int n_status = 0 MHA_STATUS_LIST(ONE); /* values are 0..n-1, no gaps */
+#undef ONE
+    for (int i = 0; i < n_status; i++)
+        assert_string_not_equal(mha_strerror(i), "unknown status");
+    const int odd[] = {-1, n_status, 1000, -2147483647 - 1, 2147483647};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         assert_non_null(mha_strerror(odd[i]));
         assert_string_equal(mha_strerror(odd[i]), "unknown status");

@@ -19,6 +19,8 @@ file(REMOVE_RECURSE
   "CMakeFiles/mha.dir/src/norm.c.o.d"
   "CMakeFiles/mha.dir/src/params.c.o"
   "CMakeFiles/mha.dir/src/params.c.o.d"
+  "CMakeFiles/mha.dir/src/safetensors.c.o"
+  "CMakeFiles/mha.dir/src/safetensors.c.o.d"
   "CMakeFiles/mha.dir/src/status.c.o"
   "CMakeFiles/mha.dir/src/status.c.o.d"
   "CMakeFiles/mha.dir/src/threads.c.o"
@@ -26,7 +28,7 @@ file(REMOVE_RECURSE
   "libmha.pdb"
   "libmha.so"
   "libmha.so.1"
-  "libmha.so.1.1.0"
+  "libmha.so.1.2.0"
 )
 
 # Per-language clean rules from dependency scanning.

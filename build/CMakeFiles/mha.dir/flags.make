@@ -4,7 +4,7 @@
 # compile C with /usr/bin/cc
 C_DEFINES = -DMHA_BUILDING_LIBRARY -DMHA_MULTIVERSION -D_GNU_SOURCE -Dmha_EXPORTS
 
-C_INCLUDES = -I/work/main/include -isystem /usr/include/x86_64-linux-gnu/openblas-pthread
+C_INCLUDES = -I/work/main/include -isystem /usr/include/x86_64-linux-gnu/openblas-pthread -isystem /usr/include/cjson
 
 C_FLAGS = -O3 -DNDEBUG -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -fvisibility=hidden -O3 -std=c11
 

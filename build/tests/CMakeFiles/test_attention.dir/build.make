@@ -93,7 +93,7 @@ test_attention_EXTERNAL_OBJECTS =
 tests/test_attention: tests/CMakeFiles/test_attention.dir/test_attention.c.o
 tests/test_attention: tests/CMakeFiles/test_attention.dir/build.make
 tests/test_attention: tests/libmha_testutil.a
-tests/test_attention: libmha.so.1.1.0
+tests/test_attention: libmha.so.1.2.0
 tests/test_attention: libmha_naive.a
 tests/test_attention: /usr/lib/x86_64-linux-gnu/libcmocka.so
 tests/test_attention: tests/CMakeFiles/test_attention.dir/link.txt
