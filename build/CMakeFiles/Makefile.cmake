@@ -75,6 +75,7 @@ set(CMAKE_DEPEND_INFO_FILES
   "tests/CMakeFiles/test_threads.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_memory.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_backward.dir/DependInfo.cmake"
+  "tests/CMakeFiles/test_safetensors.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_alloc.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_cxx_header.dir/DependInfo.cmake"
   "bench/CMakeFiles/mha_bench.dir/DependInfo.cmake"
