@@ -42,6 +42,7 @@ set(CMAKE_MAKEFILE_DEPENDS
   "CMakeFiles/3.25.1/CMakeCXXCompiler.cmake"
   "CMakeFiles/3.25.1/CMakeSystem.cmake"
   "/work/main/cmake/mhaConfig.cmake.in"
+  "/work/main/examples/CMakeLists.txt"
   "/work/main/libmha.pc.in"
   "/work/main/tests/CMakeLists.txt"
   )
@@ -60,6 +61,7 @@ set(CMAKE_MAKEFILE_PRODUCTS
   "CMakeFiles/CMakeDirectoryInformation.cmake"
   "tests/CMakeFiles/CMakeDirectoryInformation.cmake"
   "bench/CMakeFiles/CMakeDirectoryInformation.cmake"
+  "examples/CMakeFiles/CMakeDirectoryInformation.cmake"
   )
 
 # Dependency information for all targets:
@@ -79,4 +81,5 @@ set(CMAKE_DEPEND_INFO_FILES
   "tests/CMakeFiles/test_alloc.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_cxx_header.dir/DependInfo.cmake"
   "bench/CMakeFiles/mha_bench.dir/DependInfo.cmake"
+  "examples/CMakeFiles/bert_layer.dir/DependInfo.cmake"
   )

@@ -127,6 +127,9 @@ _lib.mha_attention_backward.argtypes = [ctypes.c_void_p, ctypes.POINTER(_AttnArg
 _lib.mha_layer_backward.argtypes = [ctypes.c_void_p, ctypes.POINTER(_AttnArgs),
                                     ctypes.POINTER(_GradArgs)]
 _lib.mha_ffn_backward.argtypes = [ctypes.c_void_p, _fp, _fp, _fp, ctypes.c_size_t]
+_lib.mha_load_safetensors.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+
+NAMING = {"torch": 0, "bert": 1}
 
 
 def _check(status, call):
@@ -230,6 +233,12 @@ class _Module:
     def load_state_dict(self, d):
         for n, v in d.items():
             self.set_param(n, v)
+
+    def load_safetensors(self, path, prefix="", naming="torch"):
+        """Weights of one layer from a .safetensors file (mha_load_safetensors);
+        naming "torch" (TransformerEncoderLayer names) or "bert" (Hugging Face)."""
+        _check(_lib.mha_load_safetensors(self._h, os.fsencode(path), prefix.encode(),
+                                         NAMING[naming]), "mha_load_safetensors")
 
     # ---- calls
     def _attn_args(self, query, key, value, kv_lengths, attn_bias, causal):
