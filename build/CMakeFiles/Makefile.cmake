@@ -82,4 +82,5 @@ set(CMAKE_DEPEND_INFO_FILES
   "tests/CMakeFiles/test_cxx_header.dir/DependInfo.cmake"
   "bench/CMakeFiles/mha_bench.dir/DependInfo.cmake"
   "examples/CMakeFiles/bert_layer.dir/DependInfo.cmake"
+  "examples/CMakeFiles/train_toy.dir/DependInfo.cmake"
   )

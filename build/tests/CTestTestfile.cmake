@@ -34,3 +34,5 @@ add_test([=[python]=] "/usr/bin/python3" "-m" "pytest" "-q" "-p" "no:cacheprovid
 set_tests_properties([=[python]=] PROPERTIES  ENVIRONMENT "LIBMHA_PATH=/work/main/build/libmha.so.1.2.0;PYTHONPATH=/work/main/python" _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;50;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[example_bert_layer]=] "sh" "-c" "/usr/bin/python3 /work/main/examples/export_layer.py bert_layer_test.safetensors --bert && /work/main/build/examples/bert_layer bert_layer_test.safetensors encoder.layer.0. bert")
 set_tests_properties([=[example_bert_layer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;58;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[example_train_toy]=] "/work/main/build/examples/train_toy" "1500" "/work/main/build/tests")
+set_tests_properties([=[example_train_toy]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;63;add_test;/work/main/tests/CMakeLists.txt;0;")
