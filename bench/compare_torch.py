@@ -2,6 +2,11 @@
 """compare_torch.py - libmha vs PyTorch vs the sgemm ceiling vs naive loops,
 measured side by side in one run.
 
+Ops: layer (nn.TransformerEncoderLayer, eval, inference mode), attn
+(nn.MultiheadAttention), ffn, and backward (one training step of the layer:
+forward + autograd backward in PyTorch, mha_layer_forward +
+mha_layer_backward in libmha).
+
 For every thread count and shape it alternates, for --rounds rounds, one
 mha_bench run (libmha + sgemm ceiling) and one PyTorch run, each in its own
 process with the thread count pinned for both OpenBLAS and PyTorch
@@ -35,10 +40,17 @@ def torch_worker(a):
     mask = None
     if a.causal:
         mask = torch.triu(torch.full((S, S), float("-inf")), diagonal=1)
-    if a.op == "layer":
+    grad_mode = a.op == "backward"
+    if a.op in ("layer", "backward"):
         m = nn.TransformerEncoderLayer(D, H, F, dropout=0.0, activation=a.activation,
                                        batch_first=True).eval()
         run = lambda: m(x, src_mask=mask)
+        if grad_mode:  # one training step: forward + autograd backward
+            x.requires_grad_(True)
+            dy = torch.randn(B, S, D)
+
+            def run():
+                m(x, src_mask=mask).backward(dy)
     elif a.op == "attn":
         m = nn.MultiheadAttention(D, H, dropout=0.0, batch_first=True).eval()
         run = lambda: m(x, x, x, need_weights=False, attn_mask=mask)
@@ -48,7 +60,8 @@ def torch_worker(a):
         run = lambda: m(x)
     import time
     times = []
-    with torch.inference_mode():
+    import contextlib
+    with contextlib.nullcontext() if grad_mode else torch.inference_mode():
         for _ in range(2):
             run()
         for _ in range(a.reps):

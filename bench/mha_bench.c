@@ -21,8 +21,9 @@
 
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 
-enum { OP_ATTN, OP_FFN, OP_LAYER, OP_COUNT };
-static const char *op_names[] = {"attn", "ffn", "layer"};
+enum { OP_ATTN, OP_FFN, OP_LAYER, OP_BACKWARD, OP_COUNT };
+/* backward: one training step of the layer, mha_layer_forward + mha_layer_backward */
+static const char *op_names[] = {"attn", "ffn", "layer", "backward"};
 static const char *act_names[] = {"relu", "gelu", "gelu_tanh", "swiglu"};
 
 typedef struct opts {
@@ -44,7 +45,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mha_bench [options]\n"
-            "  --op attn|ffn|layer|all   operation (default layer)\n"
+            "  --op attn|ffn|layer|backward|all\n"
+            "                            operation (default layer; backward = layer forward +\n"
+            "                            backward, a training step)\n"
             "  --batch N --seq N         one shape (default: B1S128, B8S128, B1S512)\n"
             "  --seq-kv N                cross-attention key length (attn only; default seq)\n"
             "  --d-model N (768) --heads N (12) --kv-heads N (heads) --d-ff N (4 d_model)\n"
@@ -247,6 +250,8 @@ typedef struct bcase {
     double *xqd, *xkvd, *outd;
     /* sgemm ceiling buffers */
     float *g_qkv, *g_kv, *g_s, *g_o, *g_h, *g_y;
+    float *g_dw, *g_dx, *g_dh, *g_dqkv; /* backward ceiling */
+    float *dx;                          /* libmha backward output */
     mha_status st;
 } bcase;
 
@@ -257,7 +262,9 @@ static double flops_of(const bcase *c)
     double attn = 2 * Nq * D * dq + 2 * Nkv * D * 2 * dkv + 2 * Nq * dq * D +
                   4.0 * (double)c->B * (double)c->H * (double)c->Sq * (double)c->Skv * (double)c->dh;
     double ffn = (c->o->activation == MHA_ACT_SWIGLU ? 6.0 : 4.0) * Nq * D * F;
-    return c->op == OP_ATTN ? attn : c->op == OP_FFN ? ffn : attn + ffn;
+    /* a backward step: the forward, then two GEMMs per forward GEMM */
+    return c->op == OP_ATTN ? attn : c->op == OP_FFN ? ffn : c->op == OP_LAYER ? attn + ffn
+                                                                       : 3 * (attn + ffn);
 }
 
 static void run_libmha(void *p)
@@ -277,6 +284,14 @@ static void run_libmha(void *p)
     a.causal = c->o->causal;
     a.out = c->out;
     c->st = c->op == OP_ATTN ? mha_attention_forward(c->ctx, &a) : mha_layer_forward(c->ctx, &a);
+    if (c->op == OP_BACKWARD && c->st == MHA_OK) {
+        mha_grad_args g;
+        mha_grad_args_init(&g);
+        g.d_out = c->xq; /* any data of the right shape */
+        g.d_query = c->dx;
+        a.out = NULL;
+        c->st = mha_layer_backward(c->ctx, &a, &g);
+    }
 }
 
 static void run_naive(void *p)
@@ -296,6 +311,51 @@ static void sgemm_nt(size_t M, size_t N, size_t K, const float *A, size_t lda, c
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, A,
                 (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+}
+
+static void sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                     size_t ldb, float *C, size_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
+                (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+}
+
+static void sgemm_nn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                     size_t ldb, float *C, size_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
+                (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+}
+
+/* The backward GEMMs of the layer (self-attention): for every linear layer
+ * dX = dY W and dW = dY^T X; per (batch, head) dV = P^T dO, dP = dO V^T,
+ * dQ = dS K, dK = dS^T Q over the full score matrix. */
+static void run_sgemm_backward(bcase *c)
+{
+    size_t N = c->B * c->Sq, D = c->D, dq = c->H * c->dh, dkv = c->Hkv * c->dh, F = c->F;
+    size_t F2 = c->o->activation == MHA_ACT_SWIGLU ? 2 * F : F, ld = dq + 2 * dkv, S = c->Sq;
+    const float *dy = c->xq;
+    /* FFN */
+    sgemm_tn(D, F, N, dy, D, c->g_h, F2, c->g_dw, F);                   /* dW2 */
+    sgemm_nn(N, F, D, dy, D, c->w[MHA_PARAM_W2], F, c->g_dh, F2);       /* dA */
+    sgemm_tn(F2, D, N, c->g_dh, F2, c->g_y, D, c->g_dw, D);             /* dW1 */
+    sgemm_nn(N, D, F2, c->g_dh, F2, c->w[MHA_PARAM_W1], D, c->g_dx, D); /* dX */
+    /* output projection */
+    sgemm_tn(D, dq, N, c->g_dx, D, c->g_o, dq, c->g_dw, dq);            /* dWO */
+    sgemm_nn(N, dq, D, c->g_dx, D, c->w[MHA_PARAM_WO], dq, c->g_y, dq); /* dO (into g_y) */
+    for (size_t b = 0; b < c->B; b++)
+        for (size_t h = 0; h < c->H; h++) {
+            size_t g = h / (c->H / c->Hkv);
+            const float *Q = c->g_qkv + b * S * ld + h * c->dh, *K = c->g_qkv + b * S * ld + dq + g * c->dh;
+            const float *V = K + dkv, *dO = c->g_y + b * S * dq + h * c->dh;
+            float *dQ = c->g_dqkv + b * S * ld + h * c->dh, *dK = c->g_dqkv + b * S * ld + dq + g * c->dh;
+            sgemm_tn(S, c->dh, S, c->g_s, S, dO, dq, dK + dkv, ld); /* dV = P^T dO */
+            sgemm_nt(S, S, c->dh, dO, dq, V, ld, c->g_s, S);        /* dP = dO V^T */
+            sgemm_nn(S, c->dh, S, c->g_s, S, K, ld, dQ, ld);        /* dQ = dS K */
+            sgemm_tn(S, c->dh, S, c->g_s, S, Q, ld, dK, ld);        /* dK = dS^T Q */
+        }
+    sgemm_tn(ld, D, N, c->g_dqkv, ld, c->xq, D, c->g_dw, D);             /* dWQKV */
+    sgemm_nn(N, D, ld, c->g_dqkv, ld, c->w[MHA_PARAM_WQ], D, c->g_dx, D); /* dX */
 }
 
 /* The GEMMs of the operation and nothing else: projections (QKV fused for
@@ -336,6 +396,8 @@ static void run_sgemm(void *p)
         sgemm_nt(Nq, F2, D, x, D, c->w[MHA_PARAM_W1], D, c->g_h, F2);
         sgemm_nt(Nq, D, F, c->g_h, F2, c->w[MHA_PARAM_W2], F, c->out, D);
     }
+    if (c->op == OP_BACKWARD)
+        run_sgemm_backward(c);
 }
 
 static void blas_threads_on(void *p)
@@ -478,6 +540,7 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
     c.xq = rand_f(Nq * c.D, 1.0f, &seed);
     c.xkv = c.cross ? rand_f(Nkv * c.D, 1.0f, &seed) : NULL;
     c.out = alloc_f(Nq * c.D);
+    c.dx = op == OP_BACKWARD ? alloc_f(Nq * c.D) : NULL;
     double flops = flops_of(&c);
 
     /* libmha and the sgemm ceiling (OpenBLAS's own threads = --threads),
@@ -491,6 +554,14 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
         c.g_o = alloc_f(Nq * dq);
         c.g_y = alloc_f(Nq * c.D);
         c.g_h = alloc_f(Nq * c.F * (o->activation == MHA_ACT_SWIGLU ? 2 : 1));
+        if (op == OP_BACKWARD) {
+            size_t wmax = 2 * c.F * c.D > (dq + 2 * dkv) * c.D ? 2 * c.F * c.D : (dq + 2 * dkv) * c.D;
+            c.g_dw = alloc_f(wmax);
+            c.g_dx = alloc_f(Nq * c.D);
+            c.g_dh = alloc_f(Nq * c.F * 2);
+            c.g_dqkv = alloc_f(Nq * (dq + 2 * dkv));
+            memset(c.g_s, 0, S * c.Skv * sizeof(float));
+        }
         time_pair(run_libmha, run_sgemm, &c, 2, o->reps, &t_lib, &t_ceil, blas_threads_on,
                   blas_threads_off);
     } else {
@@ -504,7 +575,7 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
     /* naive loops (at most 3 reps; the first is not discarded) */
     timing t_naive = {0};
     double est_s = flops / 2.0e9;
-    if (est_s <= o->naive_max) {
+    if (est_s <= o->naive_max && op != OP_BACKWARD) {
         c.xqd = to_d(c.xq, Nq * c.D);
         c.xkvd = c.cross ? to_d(c.xkv, Nkv * c.D) : NULL;
         c.outd = malloc(Nq * c.D * sizeof(double));
@@ -518,8 +589,11 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
     else
         print_row(&c, "sgemm", &t_ceil, flops, NULL, NULL, "skipped: S x S scores > 2 GiB");
     char note[96];
-    snprintf(note, sizeof note, "skipped: estimated %.0f s > --naive-max %.0f", est_s,
-             o->naive_max);
+    if (op == OP_BACKWARD)
+        snprintf(note, sizeof note, "skipped: the naive reference has no backward");
+    else
+        snprintf(note, sizeof note, "skipped: estimated %.0f s > --naive-max %.0f", est_s,
+                 o->naive_max);
     print_row(&c, "naive", &t_naive, flops, &t_ceil, &t_naive, note);
 
     mha_destroy(c.ctx);
@@ -540,6 +614,11 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
     free(c.g_o);
     free(c.g_y);
     free(c.g_h);
+    free(c.g_dw);
+    free(c.g_dx);
+    free(c.g_dh);
+    free(c.g_dqkv);
+    free(c.dx);
     return 0;
 }
 

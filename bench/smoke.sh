@@ -7,14 +7,15 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 small="--batch 2 --seq 9 --d-model 32 --heads 4 --d-ff 48 --reps 3"
 "$bench" --op all $small > "$tmp/table"
 cat "$tmp/table"
-for op in attn ffn layer; do
+for op in attn ffn layer backward; do
     for impl in libmha sgemm naive; do
+        [ $op = backward ] && [ $impl = naive ] && continue  # no naive backward
         grep -Eq "^$op +B2 S9 +$impl +[0-9]" "$tmp/table" || { echo "missing $op/$impl row"; exit 1; }
     done
 done
 "$bench" --op all $small --json --causal --activation swiglu --kv-heads 2 > "$tmp/json"
 "$bench" --op attn $small --seq-kv 5 --json --threads 2 >> "$tmp/json"
-test "$(wc -l < "$tmp/json")" -eq 12
+test "$(wc -l < "$tmp/json")" -eq 14  # 4 ops x 3 impls - naive backward, + 3
 python3 - "$tmp/json" <<'PY'
 import json, sys
 need = {"impl", "op", "batch", "seq", "seq_kv", "d_model", "heads", "d_ff", "threads",

@@ -179,8 +179,12 @@ mha_status mha_attention_forward(mha_ctx *ctx, const mha_attn_args *a)
         return st;
     mha__plan p = {0, 0};
     mha__attn_ws w;
-    if ((st = mha__attn_plan(ctx, &v, 0, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)))
+    const int train = mha__training(ctx); /* lay out and keep values for a backward */
+    if ((st = mha__attn_plan(ctx, &v, train, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)))
         return st;
+    mha__saved_drop(ctx);
     mha__attn_forward_keep(ctx, &v, &w, v.query, NULL, v.out);
+    if (train)
+        mha__saved_store(ctx, MHA__OP_ATTN, &v, NULL, 0);
     return MHA_OK;
 }

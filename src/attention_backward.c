@@ -156,7 +156,11 @@ mha_status mha_attention_backward(mha_ctx *ctx, const mha_attn_args *a, const mh
     if ((st = mha__attn_plan(ctx, &v, 1, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)) ||
         (st = mha__grads_ready(ctx)))
         return st;
-    mha__attn_forward_keep(ctx, &v, &w, v.query, NULL, NULL);
+    int reuse = mha__saved_match(ctx, MHA__OP_ATTN, &v, NULL, 0);
+    mha__saved_drop(ctx);
+    if (!reuse)
+        mha__attn_forward_keep(ctx, &v, &w, v.query, NULL, NULL);
+    mha__saved_reserve(ctx, &v, NULL, 0);
     mha__attn_backward(ctx, &v, &w, v.query, g->d_out, g->d_query, 0.0f, g->d_key, g->d_value);
     return MHA_OK;
 }

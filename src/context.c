@@ -93,6 +93,7 @@ void mha_destroy(mha_ctx *ctx)
     free(ctx->params);
     free(ctx->grads);
     free(ctx->ws);
+    free(ctx->saved.copy);
     free(ctx);
 }
 
@@ -112,6 +113,7 @@ mha_status mha__ws_reserve(mha_ctx *ctx, size_t n)
     free(ctx->ws);
     ctx->ws = p;
     ctx->ws_cap = n;
+    mha__saved_drop(ctx); /* whatever was kept is gone with the old buffer */
     return MHA_OK;
 }
 

@@ -158,9 +158,13 @@ mha_status mha_ffn_forward(mha_ctx *ctx, float *out, const float *x, size_t n_to
     const float *in[] = {x};
     mha__ffn_ws w;
     mha_status st = ffn_check(ctx, out, in, 1, n_tokens);
-    if (st != MHA_OK || n_tokens == 0 || (st = ffn_prepare(ctx, n_tokens, 0, &w)))
+    const int train = ctx && mha__training(ctx); /* keep values for a backward */
+    if (st != MHA_OK || n_tokens == 0 || (st = ffn_prepare(ctx, n_tokens, train, &w)))
         return st;
+    mha__saved_drop(ctx);
     mha__ffn_forward_keep(ctx, &w, n_tokens, x, NULL, out);
+    if (train)
+        mha__saved_store(ctx, MHA__OP_FFN, NULL, x, n_tokens);
     return MHA_OK;
 }
 
@@ -172,7 +176,11 @@ mha_status mha_ffn_backward(mha_ctx *ctx, float *d_x, const float *d_out, const 
     mha_status st = ffn_check(ctx, d_x, in, 2, n_tokens);
     if (st != MHA_OK || n_tokens == 0 || (st = ffn_prepare(ctx, n_tokens, 1, &w)))
         return st;
-    mha__ffn_forward_keep(ctx, &w, n_tokens, x, NULL, NULL);
+    int reuse = mha__saved_match(ctx, MHA__OP_FFN, NULL, x, n_tokens);
+    mha__saved_drop(ctx);
+    if (!reuse)
+        mha__ffn_forward_keep(ctx, &w, n_tokens, x, NULL, NULL);
+    mha__saved_reserve(ctx, NULL, x, n_tokens);
     mha__ffn_backward(ctx, &w, n_tokens, x, d_out, d_x, 0.0f);
     return MHA_OK;
 }

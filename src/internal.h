@@ -47,6 +47,17 @@ void mha__pool_run(mha__pool *pool, size_t n_tasks, mha__task_fn fn, void *arg);
 size_t mha__pool_threads(const mha__pool *pool);
 size_t mha__available_cores(void);
 
+/* ---- activations kept for the backward (saved.c) ---- */
+enum { MHA__OP_ATTN = 1, MHA__OP_FFN, MHA__OP_LAYER };
+typedef struct mha__saved {
+    int valid, op;
+    uint64_t params_gen;
+    size_t batch, seq_q, seq_kv;
+    unsigned flags;
+    unsigned char *copy; /* the call's inputs, byte for byte */
+    size_t cap;
+} mha__saved;
+
 /* ---- the context ---- */
 struct mha_ctx {
     size_t d_model, n_heads, n_kv_heads, d_head, d_ff;
@@ -66,6 +77,8 @@ struct mha_ctx {
 
     float *ws; /* workspace, grown on demand, never shrunk */
     size_t ws_cap;
+    mha__saved saved;    /* what ws holds from the last training-mode forward */
+    uint64_t params_gen; /* bumped by every weight change */
 
     mha__pool *pool;
 };
@@ -85,6 +98,9 @@ mha_status mha__grads_ready(mha_ctx *ctx);
 
 /* context.c */
 mha_status mha__ws_reserve(mha_ctx *ctx, size_t n_floats);
+
+/* Training mode: the context has gradients, so its forwards keep values. */
+static inline int mha__training(const mha_ctx *ctx) { return ctx->grads != NULL; }
 
 /* ---- argument checks (args.c) ---- */
 typedef struct mha__region {
@@ -113,6 +129,15 @@ mha_status mha__attn_args_check(const mha_ctx *ctx, const mha_attn_args *a, mha_
  * gradient outputs present as the mode needs and overlapping nothing. */
 mha_status mha__grad_args_check(const mha_ctx *ctx, const mha_attn_args *a,
                                 const mha_grad_args *g, mha__attn_view *v);
+
+/* saved.c: v == NULL for the FFN (x [n, d_model]). */
+void mha__saved_drop(mha_ctx *ctx);
+void mha__saved_store(mha_ctx *ctx, int op, const mha__attn_view *v, const float *x, size_t n);
+/* Called by backward calls: sizes the copy buffer for their shape, so that
+ * the training-mode forwards that follow do not allocate. */
+void mha__saved_reserve(mha_ctx *ctx, const mha__attn_view *v, const float *x, size_t n);
+int mha__saved_match(const mha_ctx *ctx, int op, const mha__attn_view *v, const float *x,
+                     size_t n);
 
 /* ---- kernels ---- */
 /* gemm.c: out[M, N] = epilogue(x[M, K] . W[N, K]^T + bias[N] + res[M, N]).

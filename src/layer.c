@@ -45,6 +45,32 @@ static mha_status layer_prepare(mha_ctx *ctx, const mha__attn_view *v, int backw
     return backward ? mha__grads_ready(ctx) : MHA_OK;
 }
 
+/* The forward keeping what the backward needs, in L's buffers:
+ *   pre-norm:  buf0 = n1, buf1 = h, buf2 = n2 (and the FFN's values)
+ *   post-norm: buf0 = A,  buf1 = h, buf2 = U
+ * y = the layer's output, or NULL when only the kept values are wanted. */
+static void layer_forward_keep(mha_ctx *ctx, const mha__attn_view *v, const layer_ws *L,
+                               float *y)
+{
+    const size_t N = v->batch * v->seq_q, D = ctx->d_model;
+    float *b0 = ctx->ws + L->buf[0], *b1 = ctx->ws + L->buf[1], *b2 = ctx->ws + L->buf[2];
+    const float *x = v->query, *ln1w = mha__p(ctx, MHA_PARAM_LN1_WEIGHT),
+                *ln1b = mha__p(ctx, MHA_PARAM_LN1_BIAS), *ln2w = mha__p(ctx, MHA_PARAM_LN2_WEIGHT),
+                *ln2b = mha__p(ctx, MHA_PARAM_LN2_BIAS);
+    if (ctx->norm_first) {
+        mha__layernorm_forward(ctx, b0, x, ln1w, ln1b, N, D, ctx->ln_eps);
+        mha__attn_forward_keep(ctx, v, &L->aw, b0, x, b1);
+        mha__layernorm_forward(ctx, b2, b1, ln2w, ln2b, N, D, ctx->ln_eps);
+        mha__ffn_forward_keep(ctx, &L->fw, N, b2, b1, y);
+    } else {
+        mha__attn_forward_keep(ctx, v, &L->aw, x, x, b0);
+        mha__layernorm_forward(ctx, b1, b0, ln1w, ln1b, N, D, ctx->ln_eps);
+        mha__ffn_forward_keep(ctx, &L->fw, N, b1, b1, b2);
+        if (y)
+            mha__layernorm_forward(ctx, y, b2, ln2w, ln2b, N, D, ctx->ln_eps);
+    }
+}
+
 mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
 {
     mha__attn_view v;
@@ -56,9 +82,16 @@ mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
     if (v.batch == 0 || v.seq_q == 0)
         return MHA_OK;
     layer_ws L;
+    const int train = mha__training(ctx); /* keep values for a backward */
     if ((st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0])) ||
-        (st = layer_prepare(ctx, &v, 0, &L)))
+        (st = layer_prepare(ctx, &v, train, &L)))
         return st;
+    mha__saved_drop(ctx);
+    if (train) {
+        layer_forward_keep(ctx, &v, &L, v.out);
+        mha__saved_store(ctx, MHA__OP_LAYER, &v, NULL, 0);
+        return MHA_OK;
+    }
 
     const size_t N = v.batch * v.seq_q, D = ctx->d_model;
     float *A = ctx->ws + L.buf[0], *B = ctx->ws + L.buf[1], *y = v.out; /* [N, D] each */
@@ -100,18 +133,18 @@ mha_status mha_layer_backward(mha_ctx *ctx, const mha_attn_args *a, const mha_gr
           *b4 = ws + L.buf[4]; /* [N, D] each */
     const float *x = v.query, *dy = g->d_out;
     float *dx = g->d_query, eps = ctx->ln_eps;
-    const float *ln1w = mha__p(ctx, MHA_PARAM_LN1_WEIGHT), *ln1b = mha__p(ctx, MHA_PARAM_LN1_BIAS),
-                *ln2w = mha__p(ctx, MHA_PARAM_LN2_WEIGHT), *ln2b = mha__p(ctx, MHA_PARAM_LN2_BIAS);
+    const float *ln1w = mha__p(ctx, MHA_PARAM_LN1_WEIGHT), *ln2w = mha__p(ctx, MHA_PARAM_LN2_WEIGHT);
     float *dln1w = gr + ctx->param_off[MHA_PARAM_LN1_WEIGHT],
           *dln1b = gr + ctx->param_off[MHA_PARAM_LN1_BIAS],
           *dln2w = gr + ctx->param_off[MHA_PARAM_LN2_WEIGHT],
           *dln2b = gr + ctx->param_off[MHA_PARAM_LN2_BIAS];
+    int reuse = mha__saved_match(ctx, MHA__OP_LAYER, &v, NULL, 0);
+    mha__saved_drop(ctx);
+    if (!reuse)
+        layer_forward_keep(ctx, &v, &L, NULL);
+    mha__saved_reserve(ctx, &v, NULL, 0);
     if (ctx->norm_first) {
         float *n1 = b0, *h = b1, *n2 = b2, *dn = b3, *dh = b4;
-        mha__layernorm_forward(ctx, n1, x, ln1w, ln1b, N, D, eps);
-        mha__attn_forward_keep(ctx, &v, &L.aw, n1, x, h);
-        mha__layernorm_forward(ctx, n2, h, ln2w, ln2b, N, D, eps);
-        mha__ffn_forward_keep(ctx, &L.fw, N, n2, NULL, NULL);
         /* y = h + FFN(n2): dh = dy + LN2'(FFN'(dy)) */
         mha__ffn_backward(ctx, &L.fw, N, n2, dy, dn, 0.0f);
         memcpy(dh, dy, bytes);
@@ -122,9 +155,6 @@ mha_status mha_layer_backward(mha_ctx *ctx, const mha_attn_args *a, const mha_gr
         mha__layernorm_backward(ctx, dx, 1, dn, x, ln1w, dln1w, dln1b, N, D, eps, part);
     } else {
         float *A = b0, *h = b1, *U = b2, *dU = b3, *dh = b4;
-        mha__attn_forward_keep(ctx, &v, &L.aw, x, x, A);
-        mha__layernorm_forward(ctx, h, A, ln1w, ln1b, N, D, eps);
-        mha__ffn_forward_keep(ctx, &L.fw, N, h, h, U);
         /* y = LN2(U), U = h + FFN(h): dh = dU + FFN'(dU) */
         mha__layernorm_backward(ctx, dU, 0, dy, U, ln2w, dln2w, dln2b, N, D, eps, part);
         memcpy(dh, dU, bytes);

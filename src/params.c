@@ -90,6 +90,7 @@ mha_status mha_set_param(mha_ctx *ctx, mha_param p, const float *src, size_t cou
     /* memmove: src may legally be a view of memory we returned elsewhere. */
     memmove(mha__p(ctx, p), src, count * sizeof(float));
     ctx->param_set[p] = 1;
+    ctx->params_gen++; /* values kept for a backward are stale now */
     return MHA_OK;
 }
 

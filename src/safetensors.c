@@ -397,6 +397,7 @@ mha_status mha_load_safetensors(mha_ctx *ctx, const char *path, const char *pref
             ctx->param_set[p] = 1;
         }
     }
+    ctx->params_gen++;
 done:
     free(stage);
     file_close(&f);

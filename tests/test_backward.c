@@ -364,6 +364,204 @@ static void backward_errors(void **s)
     problem_free(&P);
 }
 
+/* ---- values kept by a training-mode forward for the next backward ---- */
+
+/* d_x and every parameter gradient of one layer backward, in one buffer. */
+static float *layer_grads(mha_ctx *ctx, const float *x, const float *dy, size_t B, size_t S,
+                          const int32_t *len, int causal, size_t *n_out)
+{
+    size_t D = 16, n = B * S * D;
+    for (int p = 0; p < MHA_PARAM_COUNT; p++)
+        n += mha_param_count(ctx, (mha_param)p);
+    float *r = malloc(n * sizeof(float)), *at = r + B * S * D;
+    mha_attn_args a;
+    mha_attn_args_init(&a);
+    a.batch = B;
+    a.seq_q = S;
+    a.query = x;
+    a.kv_lengths = len;
+    a.causal = causal;
+    mha_grad_args g;
+    mha_grad_args_init(&g);
+    g.d_out = dy;
+    g.d_query = r;
+    assert_int_equal(mha_zero_grad(ctx), MHA_OK);
+    assert_int_equal(mha_layer_backward(ctx, &a, &g), MHA_OK);
+    for (int p = 0; p < MHA_PARAM_COUNT; p++) {
+        size_t c = mha_param_count(ctx, (mha_param)p);
+        if (c)
+            assert_int_equal(mha_get_grad(ctx, (mha_param)p, at, c), MHA_OK);
+        at += c;
+    }
+    *n_out = n;
+    return r;
+}
+
+static void layer_fwd(mha_ctx *ctx, const float *x, float *y, size_t B, size_t S,
+                      const int32_t *len, int causal)
+{
+    mha_attn_args a;
+    mha_attn_args_init(&a);
+    a.batch = B;
+    a.seq_q = S;
+    a.query = x;
+    a.out = y;
+    a.kv_lengths = len;
+    a.causal = causal;
+    assert_int_equal(mha_layer_forward(ctx, &a), MHA_OK);
+}
+
+/* Whatever ran before, a backward equals a fresh context's backward (which
+ * recomputes everything) bit for bit. */
+static void kept_values_never_stale(void **s)
+{
+    (void)s;
+    const size_t B = 2, S = 6, N = B * S * 16;
+    for (int norm_first = 0; norm_first < 2; norm_first++) {
+        mha_config cfg = cfg_act(make_cfg(16, 4, 2, 0, 24), MHA_ACT_GELU, 1, norm_first);
+        fixture t, fresh;
+        fixture_make(&t, &cfg, 30);
+        float *x = rand_floats(N, 1.0), *x2 = rand_floats(N, 1.0), *dy = rand_floats(N, 1.0);
+        float *y = malloc(N * sizeof(float));
+        int32_t len[2] = {6, 4}, len_b[2] = {5, 4};
+        size_t n, n2;
+        /* the reference: a fresh context, no forward at all */
+        fixture_make(&fresh, &cfg, 30);
+        float *ref = layer_grads(fresh.ctx, x, dy, B, S, len, 1, &n);
+        /* t enters training mode with a backward on other data */
+        free(layer_grads(t.ctx, x2, dy, B, S, NULL, 0, &n2));
+
+        struct {
+            const char *what;
+            int step;
+        } steps[] = {{"forward on the same data", 0}, {"forward on other data", 1},
+                     {"same pointer, data changed in place", 2}, {"other kv_lengths", 3},
+                     {"causal flag differs", 4}, {"a weight set in between", 5},
+                     {"an FFN call in between", 6}, {"attention forward, layer backward", 7}};
+        for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+            float *xin = malloc(N * sizeof(float));
+            memcpy(xin, x, N * sizeof(float));
+            switch (steps[k].step) {
+            case 0: layer_fwd(t.ctx, xin, y, B, S, len, 1); break;
+            case 1: layer_fwd(t.ctx, x2, y, B, S, len, 1); break;
+            case 2:
+                memcpy(xin, x2, N * sizeof(float));
+                layer_fwd(t.ctx, xin, y, B, S, len, 1);
+                memcpy(xin, x, N * sizeof(float));
+                break;
+            case 3: layer_fwd(t.ctx, xin, y, B, S, len_b, 1); break;
+            case 4: layer_fwd(t.ctx, xin, y, B, S, len, 0); break;
+            case 5: {
+                layer_fwd(t.ctx, xin, y, B, S, len, 1);
+                size_t c = mha_param_count(t.ctx, MHA_PARAM_W1);
+                float *w = malloc(c * sizeof(float));
+                assert_int_equal(mha_get_param(t.ctx, MHA_PARAM_W1, w, c), MHA_OK);
+                float keep = w[3];
+                w[3] = keep + 0.25f; /* changed and changed back: values kept must go */
+                assert_int_equal(mha_set_param(t.ctx, MHA_PARAM_W1, w, c), MHA_OK);
+                w[3] = keep;
+                assert_int_equal(mha_set_param(t.ctx, MHA_PARAM_W1, w, c), MHA_OK);
+                free(w);
+                break;
+            }
+            case 6:
+                layer_fwd(t.ctx, xin, y, B, S, len, 1);
+                assert_int_equal(mha_ffn_forward(t.ctx, y, x2, B * S), MHA_OK);
+                break;
+            case 7: {
+                mha_attn_args a;
+                mha_attn_args_init(&a);
+                a.batch = B;
+                a.seq_q = S;
+                a.query = xin;
+                a.out = y;
+                a.kv_lengths = len;
+                a.causal = 1;
+                assert_int_equal(mha_attention_forward(t.ctx, &a), MHA_OK);
+                break;
+            }
+            }
+            float *got = layer_grads(t.ctx, xin, dy, B, S, len, 1, &n2);
+            assert_int_equal(n, n2);
+            if (memcmp(got, ref, n * sizeof(float)) != 0)
+                fail_msg("norm_first %d, %s: backward differs from a fresh recompute",
+                         norm_first, steps[k].what);
+            free(got);
+            free(xin);
+        }
+        free(ref);
+        free(x);
+        free(x2);
+        free(dy);
+        free(y);
+        fixture_free(&t);
+        fixture_free(&fresh);
+    }
+}
+
+/* The same for attention (cross) and the FFN entry points. */
+static void kept_values_attention_ffn(void **s)
+{
+    (void)s;
+    mha_config cfg = make_cfg(16, 4, 0, 0, 32);
+    fixture t, fresh;
+    fixture_make(&t, &cfg, 31);
+    fixture_make(&fresh, &cfg, 31);
+    size_t B = 2, Sq = 5, Skv = 7, nq = B * Sq * 16, nkv = B * Skv * 16;
+    float *q = rand_floats(nq, 1.0), *k = rand_floats(nkv, 1.0), *v = rand_floats(nkv, 1.0);
+    float *dy = rand_floats(nq, 1.0), *y = malloc(nq * sizeof(float));
+    float *d1 = malloc((nq + 2 * nkv) * sizeof(float)), *d2 = malloc((nq + 2 * nkv) * sizeof(float));
+    mha_attn_args a;
+    mha_attn_args_init(&a);
+    a.batch = B;
+    a.seq_q = Sq;
+    a.seq_kv = Skv;
+    a.query = q;
+    a.key = k;
+    a.value = v;
+    a.out = y;
+    mha_grad_args g;
+    mha_grad_args_init(&g);
+    g.d_out = dy;
+    size_t nw = mha_param_count(t.ctx, MHA_PARAM_WK);
+    float *gw1 = malloc(nw * sizeof(float)), *gw2 = malloc(nw * sizeof(float));
+    for (int round = 0; round < 3; round++) {
+        fixture *f = round == 0 ? &fresh : &t;
+        float *d = round == 0 ? d1 : d2;
+        g.d_query = d, g.d_key = d + nq, g.d_value = d + nq + nkv;
+        if (round == 1) { /* training mode on, then a forward on the same inputs */
+            assert_int_equal(mha_attention_backward(t.ctx, &a, &g), MHA_OK);
+            assert_int_equal(mha_attention_forward(t.ctx, &a), MHA_OK);
+        }
+        if (round == 2) { /* a forward whose value input differs */
+            float keep = v[7];
+            v[7] = keep + 1.0f;
+            assert_int_equal(mha_attention_forward(t.ctx, &a), MHA_OK);
+            v[7] = keep;
+        }
+        assert_int_equal(mha_zero_grad(f->ctx), MHA_OK);
+        assert_int_equal(mha_attention_backward(f->ctx, &a, &g), MHA_OK);
+        assert_int_equal(mha_get_grad(f->ctx, MHA_PARAM_WK, round ? gw2 : gw1, nw), MHA_OK);
+        if (round) {
+            if (memcmp(d1, d2, (nq + 2 * nkv) * sizeof(float)))
+                fail_msg("round %d: input gradients differ", round);
+            assert_memory_equal(gw1, gw2, nw * sizeof(float));
+        }
+    }
+    /* FFN: forward on x, then backward on x, vs fresh */
+    size_t nt = B * Sq;
+    assert_int_equal(mha_ffn_backward(fresh.ctx, d1, dy, q, nt), MHA_OK);
+    assert_int_equal(mha_ffn_forward(t.ctx, y, q, nt), MHA_OK);
+    assert_int_equal(mha_ffn_backward(t.ctx, d2, dy, q, nt), MHA_OK);
+    assert_memory_equal(d1, d2, nq * sizeof(float));
+    assert_int_equal(mha_ffn_forward(t.ctx, y, dy, nt), MHA_OK); /* other data */
+    assert_int_equal(mha_ffn_backward(t.ctx, d2, dy, q, nt), MHA_OK);
+    assert_memory_equal(d1, d2, nq * sizeof(float));
+    free(q), free(k), free(v), free(dy), free(y), free(d1), free(d2), free(gw1), free(gw2);
+    fixture_free(&t);
+    fixture_free(&fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +584,8 @@ int main(void)
         cmocka_unit_test(layer_post_masks_nobias),
         cmocka_unit_test(accumulate_and_zero),
         cmocka_unit_test(backward_errors),
+        cmocka_unit_test(kept_values_never_stale),
+        cmocka_unit_test(kept_values_attention_ffn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@ set(CMAKE_DEPENDS_DEPENDENCY_FILES
   "/work/main/src/norm.c" "CMakeFiles/mha.dir/src/norm.c.o" "gcc" "CMakeFiles/mha.dir/src/norm.c.o.d"
   "/work/main/src/params.c" "CMakeFiles/mha.dir/src/params.c.o" "gcc" "CMakeFiles/mha.dir/src/params.c.o.d"
   "/work/main/src/safetensors.c" "CMakeFiles/mha.dir/src/safetensors.c.o" "gcc" "CMakeFiles/mha.dir/src/safetensors.c.o.d"
+  "/work/main/src/saved.c" "CMakeFiles/mha.dir/src/saved.c.o" "gcc" "CMakeFiles/mha.dir/src/saved.c.o.d"
   "/work/main/src/status.c" "CMakeFiles/mha.dir/src/status.c.o" "gcc" "CMakeFiles/mha.dir/src/status.c.o.d"
   "/work/main/src/threads.c" "CMakeFiles/mha.dir/src/threads.c.o" "gcc" "CMakeFiles/mha.dir/src/threads.c.o.d"
   )

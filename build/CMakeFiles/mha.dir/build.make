@@ -223,10 +223,24 @@ CMakeFiles/mha.dir/src/safetensors.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/mha.dir/src/safetensors.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/src/safetensors.c -o CMakeFiles/mha.dir/src/safetensors.c.s
 
+CMakeFiles/mha.dir/src/saved.c.o: CMakeFiles/mha.dir/flags.make
+CMakeFiles/mha.dir/src/saved.c.o: /work/main/src/saved.c
+CMakeFiles/mha.dir/src/saved.c.o: CMakeFiles/mha.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_12) "Building C object CMakeFiles/mha.dir/src/saved.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/saved.c.o -MF CMakeFiles/mha.dir/src/saved.c.o.d -o CMakeFiles/mha.dir/src/saved.c.o -c /work/main/src/saved.c
+
+CMakeFiles/mha.dir/src/saved.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/mha.dir/src/saved.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/src/saved.c > CMakeFiles/mha.dir/src/saved.c.i
+
+CMakeFiles/mha.dir/src/saved.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/mha.dir/src/saved.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/src/saved.c -o CMakeFiles/mha.dir/src/saved.c.s
+
 CMakeFiles/mha.dir/src/status.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/status.c.o: /work/main/src/status.c
 CMakeFiles/mha.dir/src/status.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_12) "Building C object CMakeFiles/mha.dir/src/status.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_13) "Building C object CMakeFiles/mha.dir/src/status.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/status.c.o -MF CMakeFiles/mha.dir/src/status.c.o.d -o CMakeFiles/mha.dir/src/status.c.o -c /work/main/src/status.c
 
 CMakeFiles/mha.dir/src/status.c.i: cmake_force
@@ -240,7 +254,7 @@ CMakeFiles/mha.dir/src/status.c.s: cmake_force
 CMakeFiles/mha.dir/src/threads.c.o: CMakeFiles/mha.dir/flags.make
 CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c
 CMakeFiles/mha.dir/src/threads.c.o: CMakeFiles/mha.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_13) "Building C object CMakeFiles/mha.dir/src/threads.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_14) "Building C object CMakeFiles/mha.dir/src/threads.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/mha.dir/src/threads.c.o -MF CMakeFiles/mha.dir/src/threads.c.o.d -o CMakeFiles/mha.dir/src/threads.c.o -c /work/main/src/threads.c
 
 CMakeFiles/mha.dir/src/threads.c.i: cmake_force
@@ -264,6 +278,7 @@ mha_OBJECTS = \
 "CMakeFiles/mha.dir/src/norm.c.o" \
 "CMakeFiles/mha.dir/src/params.c.o" \
 "CMakeFiles/mha.dir/src/safetensors.c.o" \
+"CMakeFiles/mha.dir/src/saved.c.o" \
 "CMakeFiles/mha.dir/src/status.c.o" \
 "CMakeFiles/mha.dir/src/threads.c.o"
 
@@ -281,6 +296,7 @@ libmha.so.1.2.0: CMakeFiles/mha.dir/src/math.c.o
 libmha.so.1.2.0: CMakeFiles/mha.dir/src/norm.c.o
 libmha.so.1.2.0: CMakeFiles/mha.dir/src/params.c.o
 libmha.so.1.2.0: CMakeFiles/mha.dir/src/safetensors.c.o
+libmha.so.1.2.0: CMakeFiles/mha.dir/src/saved.c.o
 libmha.so.1.2.0: CMakeFiles/mha.dir/src/status.c.o
 libmha.so.1.2.0: CMakeFiles/mha.dir/src/threads.c.o
 libmha.so.1.2.0: CMakeFiles/mha.dir/build.make
@@ -288,7 +304,7 @@ libmha.so.1.2.0: /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so
 libmha.so.1.2.0: /usr/lib/x86_64-linux-gnu/libcjson.so
 libmha.so.1.2.0: /work/main/src/libmha.map
 libmha.so.1.2.0: CMakeFiles/mha.dir/link.txt
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_14) "Linking C shared library libmha.so"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_15) "Linking C shared library libmha.so"
 	$(CMAKE_COMMAND) -E cmake_link_script CMakeFiles/mha.dir/link.txt --verbose=$(VERBOSE)
 	$(CMAKE_COMMAND) -E cmake_symlink_library libmha.so.1.2.0 libmha.so.1 libmha.so
 

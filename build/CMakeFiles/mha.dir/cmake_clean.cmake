@@ -21,6 +21,8 @@ file(REMOVE_RECURSE
   "CMakeFiles/mha.dir/src/params.c.o.d"
   "CMakeFiles/mha.dir/src/safetensors.c.o"
   "CMakeFiles/mha.dir/src/safetensors.c.o.d"
+  "CMakeFiles/mha.dir/src/saved.c.o"
+  "CMakeFiles/mha.dir/src/saved.c.o.d"
   "CMakeFiles/mha.dir/src/status.c.o"
   "CMakeFiles/mha.dir/src/status.c.o.d"
   "CMakeFiles/mha.dir/src/threads.c.o"
