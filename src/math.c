@@ -136,49 +136,43 @@ MHA__VEC void mha__scale_row(float *x, float s, size_t n)
  * fused in one pass. */
 /* (Built with -Wno-psabi on gcc: these helpers are static inline and never
  * cross an ABI boundary.) */
-/* Forced inline: a 64-byte vector passed to an out-of-line helper would use
- * a different calling convention in each target clone. */
+/* Vector values never cross a function boundary (clang rejects passing a
+ * 64-byte vector in the AVX2 clone, and the ABI would differ per clone):
+ * the helpers are macros or take pointers. */
 #define MHA__INLINE inline __attribute__((always_inline))
 typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));
 
-static MHA__INLINE vf vload(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static MHA__INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-static MHA__INLINE vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
-static MHA__INLINE vf vsplat(float x) { return (vf){0} + x; }
+#define VSPLAT(x) ((vf){0} + (x))
+#define VSELECT(mask, a, b) ((vf)(((mask) & (vi)(a)) | (~(mask) & (vi)(b))))
 
-static MHA__INLINE vf exp_v(vf x)
+/* *x = exp(*x), lane by lane, as exp_core. */
+static MHA__INLINE void exp_v(vf *x)
 {
-    vf lo = vsplat(-87.0f), hi = vsplat(88.0f);
-    vf xc = vselect(x < lo, lo, x);
-    xc = vselect(xc > hi, hi, xc);
+    vf lo = VSPLAT(-87.0f), hi = VSPLAT(88.0f), in = *x;
+    vf xc = VSELECT(in < lo, lo, in);
+    xc = VSELECT(xc > hi, hi, xc);
     vf t = xc * 1.44269504088896341f + 12582912.0f;
     vf n = t - 12582912.0f;
     vf r = xc - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
-    vf p = vsplat(1.9875691500e-4f);
+    vf p = VSPLAT(1.9875691500e-4f);
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    vf scale = (vf)(((vi)t - 0x4B400000 + 127) << 23);
-    vf y = p * scale;
-    y = vselect(x < lo, vsplat(0.0f), y);
-    return vselect(x > hi, vsplat(INFINITY), y);
+    vf y = p * (vf)(((vi)t - 0x4B400000 + 127) << 23);
+    y = VSELECT(in < lo, VSPLAT(0.0f), y);
+    *x = VSELECT(in > hi, VSPLAT(INFINITY), y);
 }
 
-static MHA__INLINE float hsum(vf v)
+static MHA__INLINE float hsum(const vf *v)
 {
     float s = 0.0f;
     for (int k = 0; k < LANES; k++)
-        s += v[k];
+        s += (*v)[k];
     return s;
 }
 
@@ -193,14 +187,15 @@ MHA__VEC float mha__softmax_online_row(float *s, const float *bias, size_t n_val
                                        float *m, float *l)
 {
     size_t j, nv = n_valid / LANES * LANES;
-    vf vmx = vsplat(-INFINITY);
+    vf vmx = VSPLAT(-INFINITY), x, b;
     for (j = 0; j < nv; j += LANES) {
-        vf x = vload(s + j);
+        memcpy(&x, s + j, sizeof x);
         if (bias) {
-            x += vload(bias + j);
-            vstore(s + j, x);
+            memcpy(&b, bias + j, sizeof b);
+            x += b;
+            memcpy(s + j, &x, sizeof x);
         }
-        vmx = vselect(x > vmx, x, vmx);
+        vmx = VSELECT(x > vmx, x, vmx);
     }
     float mx = -INFINITY;
     for (; j < n_valid; j++) {
@@ -218,17 +213,19 @@ MHA__VEC float mha__softmax_online_row(float *s, const float *bias, size_t n_val
             sum += s[j];
         }
     } else {
-        vf acc = vsplat(0.0f);
+        vf acc = VSPLAT(0.0f);
         for (j = 0; j < nv; j += LANES) {
-            vf p = exp_v(vload(s + j) - m_new);
-            vstore(s + j, p);
-            acc += p;
+            memcpy(&x, s + j, sizeof x);
+            x -= m_new;
+            exp_v(&x);
+            memcpy(s + j, &x, sizeof x);
+            acc += x;
         }
         for (; j < n_valid; j++) {
             s[j] = exp_core(s[j] - m_new);
             sum += s[j];
         }
-        sum += hsum(acc);
+        sum += hsum(&acc);
     }
     for (j = n_valid; j < n; j++)
         s[j] = 0.0f;

@@ -21,15 +21,9 @@ typedef struct rows_job {
 typedef double vd __attribute__((vector_size(64)));
 #define DL 8
 
-static inline __attribute__((always_inline)) vd load_vd(const float *x)
-{
-    return (vd){x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]};
-}
-
-static inline __attribute__((always_inline)) double sum_vd(vd v)
-{
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
+/* (macros: vector values never cross a call, see math.c) */
+#define LOAD_VD(x) ((vd){(x)[0], (x)[1], (x)[2], (x)[3], (x)[4], (x)[5], (x)[6], (x)[7]})
+#define SUM_VD(v) ((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
 
 /* mean and 1/sqrt(var + eps) of a row, in double */
 static inline __attribute__((always_inline)) void row_stats(const float *x, size_t D, float eps,
@@ -39,18 +33,18 @@ static inline __attribute__((always_inline)) void row_stats(const float *x, size
     vd acc = {0};
     double sum = 0.0;
     for (i = 0; i < Dv; i += DL)
-        acc += load_vd(x + i);
+        acc += LOAD_VD(x + i);
     for (; i < D; i++)
         sum += x[i];
-    double mean = (sum + sum_vd(acc)) / (double)D, var = 0.0;
+    double mean = (sum + SUM_VD(acc)) / (double)D, var = 0.0;
     acc = (vd){0};
     for (i = 0; i < Dv; i += DL) {
-        vd d = load_vd(x + i) - mean;
+        vd d = LOAD_VD(x + i) - mean;
         acc += d * d;
     }
     for (; i < D; i++)
         var += (x[i] - mean) * (x[i] - mean);
-    var = (var + sum_vd(acc)) / (double)D;
+    var = (var + SUM_VD(acc)) / (double)D;
     *rstd = (float)(1.0 / sqrt(var + (double)eps));
     *meanf = (float)mean;
 }

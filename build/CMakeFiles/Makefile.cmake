@@ -45,6 +45,7 @@ set(CMAKE_MAKEFILE_DEPENDS
   "/work/main/examples/CMakeLists.txt"
   "/work/main/libmha.pc.in"
   "/work/main/tests/CMakeLists.txt"
+  "/work/main/tests/fuzz/CMakeLists.txt"
   )
 
 # The corresponding makefile is:
@@ -60,6 +61,7 @@ set(CMAKE_MAKEFILE_PRODUCTS
   "mhaConfigVersion.cmake"
   "CMakeFiles/CMakeDirectoryInformation.cmake"
   "tests/CMakeFiles/CMakeDirectoryInformation.cmake"
+  "tests/fuzz/CMakeFiles/CMakeDirectoryInformation.cmake"
   "bench/CMakeFiles/CMakeDirectoryInformation.cmake"
   "examples/CMakeFiles/CMakeDirectoryInformation.cmake"
   )
@@ -80,6 +82,10 @@ set(CMAKE_DEPEND_INFO_FILES
   "tests/CMakeFiles/test_safetensors.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_alloc.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_cxx_header.dir/DependInfo.cmake"
+  "tests/fuzz/CMakeFiles/fuzz_forward_replay.dir/DependInfo.cmake"
+  "tests/fuzz/CMakeFiles/fuzz_backward_replay.dir/DependInfo.cmake"
+  "tests/fuzz/CMakeFiles/fuzz_params_replay.dir/DependInfo.cmake"
+  "tests/fuzz/CMakeFiles/fuzz_safetensors_replay.dir/DependInfo.cmake"
   "bench/CMakeFiles/mha_bench.dir/DependInfo.cmake"
   "examples/CMakeFiles/bert_layer.dir/DependInfo.cmake"
   "examples/CMakeFiles/train_toy.dir/DependInfo.cmake"

@@ -36,3 +36,4 @@ add_test([=[example_bert_layer]=] "sh" "-c" "/usr/bin/python3 /work/main/example
 set_tests_properties([=[example_bert_layer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;58;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[example_train_toy]=] "/work/main/build/examples/train_toy" "1500" "/work/main/build/tests")
 set_tests_properties([=[example_train_toy]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;63;add_test;/work/main/tests/CMakeLists.txt;0;")
+subdirs("fuzz")
