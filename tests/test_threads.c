@@ -61,7 +61,7 @@ static float *exec(const prepared *p, const run_spec *sp)
     a.out = res;
     a.kv_lengths = p->len;
     a.causal = sp->causal;
-    a.attn_weights = p->nw ? res + p->nq : NULL;
+    a.attn_weights = sp->weights && sp->op < OP_ATTN_BWD ? res + p->nq : NULL;
     mha_ctx *ctx = p->f.ctx;
     mha_status st;
     if (sp->op >= OP_ATTN_BWD) {
@@ -214,6 +214,58 @@ static void concurrent_contexts(void **s)
     }
 }
 
+/* One context handed between threads, one call sequence at a time under a
+ * mutex: forward then backward, each result equal to the single-threaded
+ * one bit for bit. */
+typedef struct handoff {
+    pthread_mutex_t mu;
+    prepared p;
+    run_spec fwd, bwd;
+    float *ref_fwd, *ref_bwd;
+    int failures;
+} handoff;
+
+static void *handoff_main(void *arg)
+{
+    handoff *h = arg;
+    for (int it = 0; it < 3; it++) {
+        pthread_mutex_lock(&h->mu);
+        float *y = exec(&h->p, &h->fwd);
+        float *g = exec(&h->p, &h->bwd);
+        if (!y || memcmp(y, h->ref_fwd, h->p.nq * sizeof(float)) != 0)
+            h->failures++;
+        if (!g || memcmp(g, h->ref_bwd, (h->p.nq + h->p.nw) * sizeof(float)) != 0)
+            h->failures++;
+        pthread_mutex_unlock(&h->mu);
+        free(y);
+        free(g);
+    }
+    return NULL;
+}
+
+static void context_handed_between_threads(void **s)
+{
+    (void)s;
+    handoff h = {.fwd = {make_cfg(48, 4, 2, 0, 0), OP_LAYER, 2, 70, 1, 0, 21}};
+    h.bwd = h.fwd;
+    h.bwd.op = OP_LAYER_BWD;
+    size_t n;
+    h.ref_fwd = run(&h.fwd, 1, &n);
+    h.ref_bwd = run(&h.bwd, 1, &n);
+    prepare(&h.p, &h.bwd, 2); /* sized for gradients too */
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, handoff_main, &h), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(h.failures, 0);
+    pthread_mutex_destroy(&h.mu);
+    release(&h.p);
+    free(h.ref_fwd);
+    free(h.ref_bwd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +274,7 @@ int main(void)
         cmocka_unit_test(layer_bitwise),
         cmocka_unit_test(backward_bitwise),
         cmocka_unit_test(concurrent_contexts),
+        cmocka_unit_test(context_handed_between_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,6 +82,7 @@ set(CMAKE_DEPEND_INFO_FILES
   "tests/CMakeFiles/test_safetensors.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_alloc.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_cxx_header.dir/DependInfo.cmake"
+  "tests/CMakeFiles/abi_layout.dir/DependInfo.cmake"
   "tests/fuzz/CMakeFiles/fuzz_forward_replay.dir/DependInfo.cmake"
   "tests/fuzz/CMakeFiles/fuzz_backward_replay.dir/DependInfo.cmake"
   "tests/fuzz/CMakeFiles/fuzz_params_replay.dir/DependInfo.cmake"

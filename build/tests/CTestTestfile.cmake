@@ -36,4 +36,6 @@ add_test([=[example_bert_layer]=] "sh" "-c" "/usr/bin/python3 /work/main/example
 set_tests_properties([=[example_bert_layer]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;58;add_test;/work/main/tests/CMakeLists.txt;0;")
 add_test([=[example_train_toy]=] "/work/main/build/examples/train_toy" "1500" "/work/main/build/tests")
 set_tests_properties([=[example_train_toy]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;63;add_test;/work/main/tests/CMakeLists.txt;0;")
+add_test([=[abi]=] "sh" "/work/main/tests/check_abi.sh" "/work/main/build/libmha.so.1.2.0" "/work/main/build/tests/abi_layout" "/work/main")
+set_tests_properties([=[abi]=] PROPERTIES  _BACKTRACE_TRIPLES "/work/main/tests/CMakeLists.txt;72;add_test;/work/main/tests/CMakeLists.txt;0;")
 subdirs("fuzz")

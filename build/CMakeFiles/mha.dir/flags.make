@@ -6,7 +6,7 @@ C_DEFINES = -DMHA_BUILDING_LIBRARY -DMHA_MULTIVERSION -D_GNU_SOURCE -Dmha_EXPORT
 
 C_INCLUDES = -I/work/main/include -isystem /usr/include/x86_64-linux-gnu/openblas-pthread -isystem /usr/include/cjson
 
-C_FLAGS = -O3 -DNDEBUG -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -fvisibility=hidden -O3 -std=c11
+C_FLAGS = -O3 -DNDEBUG -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -fvisibility=hidden -g -O3 -std=c11
 
 # Custom options: CMakeFiles/mha.dir/src/math.c.o_OPTIONS = -ffp-contract=fast;-Wno-psabi
 
