@@ -80,6 +80,7 @@ set(CMAKE_DEPEND_INFO_FILES
   "tests/CMakeFiles/test_memory.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_backward.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_safetensors.dir/DependInfo.cmake"
+  "tests/CMakeFiles/test_numerics.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_alloc.dir/DependInfo.cmake"
   "tests/CMakeFiles/test_cxx_header.dir/DependInfo.cmake"
   "tests/CMakeFiles/abi_layout.dir/DependInfo.cmake"
