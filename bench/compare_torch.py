@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SHAPES = "layer:1x128,layer:8x128,layer:1x512,attn:1x1024"
+DEFAULT_SHAPES = "layer:1x128,layer:8x128,layer:1x512,attn:1x1024,backward:1x128,backward:1x512"
 
 
 def torch_worker(a):
@@ -112,6 +112,7 @@ def main():
     p.add_argument("--causal", action="store_true")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="1 round, 5 reps, 1 thread, 2 shapes")
     p.add_argument("--json", help="also write one JSON row per impl/shape/threads here")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--op", help=argparse.SUPPRESS)
@@ -122,6 +123,8 @@ def main():
         a.threads = int(a.threads)
         return torch_worker(a)
 
+    if a.quick:
+        a.rounds, a.reps, a.threads, a.shapes = 1, 5, "1", "layer:1x128,attn:1x512"
     threads = [int(t) for t in a.threads.split(",")]
     shapes = []
     for s in a.shapes.split(","):
@@ -129,17 +132,19 @@ def main():
         b, sq = bs.lower().split("x")
         shapes.append((op, int(b), int(sq)))
 
-    rows = []
+    rows, naive_ms = [], {}
     hdr = (f"{'op':6} {'shape':10} {'thr':>3} {'libmha ms':>10} {'torch ms':>10} {'sgemm ms':>10}"
            f" {'naive ms':>10} {'vs torch':>9} {'of ceil':>8} {'vs naive':>9}")
     print(f"d_model {a.d_model}, heads {a.heads}, d_ff {a.d_ff}, {a.activation}"
-          f"{', causal' if a.causal else ''}; medians of {a.rounds} rounds x {a.reps} reps")
+          f"{', causal' if a.causal else ''}; medians of {a.rounds} rounds x {a.reps} reps;"
+          f" vs torch = torch ms / libmha ms, of ceil = sgemm ms / libmha ms")
     print(hdr)
     for t in threads:
         for op, B, S in shapes:
             lib, ceil, tor, naive, meta = [], [], [], None, None
             for r in range(a.rounds):
-                for row in run_bench(a, op, B, S, t, naive=(r == 0)):
+                # naive loops are single-threaded: once per shape is enough
+                for row in run_bench(a, op, B, S, t, naive=(r == 0 and t == threads[0])):
                     meta = row
                     if row["impl"] == "libmha":
                         lib.append(row["ms"])
@@ -148,6 +153,9 @@ def main():
                     elif row["impl"] == "naive":
                         naive = row["ms"]
                 tor.extend(run_torch(a, op, B, S, t))
+            if naive is None and t != threads[0]:
+                naive = naive_ms.get((op, B, S))
+            naive_ms[(op, B, S)] = naive
             ml, mt = statistics.median(lib), statistics.median(tor)
             mc = statistics.median(ceil) if ceil else float("nan")
             gflop = meta["gflop"]
