@@ -102,7 +102,7 @@ extern "C" {
     X(MHA_ERR_BAD_ACTIVATION, 4, "unknown activation")                                        \
     X(MHA_ERR_BAD_FLAG, 5, "a flag (causal, norm_first, bias) is not 0 or 1")                 \
     X(MHA_ERR_BAD_EPS, 6, "ln_eps must be finite and > 0")                                    \
-    X(MHA_ERR_BAD_THREADS, 7, "n_threads must be >= 0")                                       \
+    X(MHA_ERR_BAD_THREADS, 7, "n_threads must be in 0..256")                                       \
     X(MHA_ERR_BAD_PARAM, 8, "unknown mha_param value")                                        \
     X(MHA_ERR_PARAM_UNUSED, 9, "this parameter is not used by the context's configuration")   \
     X(MHA_ERR_COUNT_MISMATCH, 10, "element count does not match the parameter's size")        \
@@ -160,7 +160,7 @@ typedef struct mha_config {
     int bias;           /* 1 (default): Q, K, V, O, W1, W2 have biases; W3 never;
                            LayerNorm always has weight and bias */
     float ln_eps;       /* default 1e-5; finite and > 0 */
-    int n_threads;      /* 0 (default): one per available core; >= 0 */
+    int n_threads;      /* 0 (default): one per available core (at most 256); 0..256 */
 } mha_config;           /* new fields only ever go at the end */
 
 /* Zeroes *cfg, sets the defaults above and struct_size. The caller then sets

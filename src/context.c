@@ -10,6 +10,10 @@
  * links. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 
+/* Each thread has ~0.5 MiB of attention scratch; beyond this, more threads
+ * cannot help on any machine libmha targets. */
+#define MHA__MAX_THREADS 256
+
 /* The smallest struct_size a caller may pass (version 1's mha_config). */
 #define MHA__CONFIG_V1_SIZE MHA_STRUCT_SIZE(mha_config, n_threads)
 
@@ -37,7 +41,7 @@ static mha_status config_check(const mha_config *cfg, mha_ctx *c)
         return MHA_ERR_BAD_FLAG;
     if (!isfinite(cfg->ln_eps) || !(cfg->ln_eps > 0.0f))
         return MHA_ERR_BAD_EPS;
-    if (cfg->n_threads < 0)
+    if (cfg->n_threads < 0 || cfg->n_threads > MHA__MAX_THREADS)
         return MHA_ERR_BAD_THREADS;
 
     c->d_model = cfg->d_model;
@@ -50,6 +54,8 @@ static mha_status config_check(const mha_config *cfg, mha_ctx *c)
     c->bias = cfg->bias;
     c->ln_eps = cfg->ln_eps;
     c->n_threads = cfg->n_threads ? (size_t)cfg->n_threads : mha__available_cores();
+    if (c->n_threads > MHA__MAX_THREADS)
+        c->n_threads = MHA__MAX_THREADS;
     if (mha__mul(cfg->n_heads, dh, &c->d_q) || mha__mul(kv, dh, &c->d_kv))
         return MHA_ERR_OVERFLOW;
     /* Every GEMM dimension must also fit the int of the CBLAS interface;

@@ -26,7 +26,7 @@ struct mha__pool {
     pthread_mutex_t mu;
     pthread_cond_t cv_work;
     pthread_cond_t cv_done;
-    int stop; /* under mu */
+    atomic_int stop; /* set under mu; also read while spinning */
 
     /* The current job. Written by the caller before `generation` is bumped
      * (release) and read by workers after they observe it (acquire). */
@@ -61,16 +61,18 @@ static void *worker_main(void *p)
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int i = 0; gen == seen && i < MHA__SPIN_ITERS; i++) {
+        for (int i = 0; gen == seen && i < MHA__SPIN_ITERS &&
+                        !atomic_load_explicit(&pool->stop, memory_order_relaxed);
+             i++) {
             sched_yield();
             gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         }
         if (gen == seen) {
             pthread_mutex_lock(&pool->mu);
-            while (!pool->stop &&
+            while (!atomic_load(&pool->stop) &&
                    (gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen)
                 pthread_cond_wait(&pool->cv_work, &pool->mu);
-            int stop = pool->stop;
+            int stop = atomic_load(&pool->stop);
             pthread_mutex_unlock(&pool->mu);
             if (stop)
                 return NULL;
@@ -107,6 +109,7 @@ mha_status mha__pool_create(size_t n_threads, mha__pool **out)
     atomic_init(&pool->next, 0);
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->pending, 0);
+    atomic_init(&pool->stop, 0);
     if (pthread_mutex_init(&pool->mu, NULL) != 0) {
         free(pool);
         return MHA_ERR_THREAD;
@@ -153,7 +156,7 @@ void mha__pool_destroy(mha__pool *pool)
     if (!pool)
         return;
     pthread_mutex_lock(&pool->mu);
-    pool->stop = 1;
+    atomic_store(&pool->stop, 1);
     pthread_cond_broadcast(&pool->cv_work);
     pthread_mutex_unlock(&pool->mu);
     for (size_t i = 0; i < pool->n_started; i++)

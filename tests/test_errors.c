@@ -34,6 +34,7 @@ static void e_eps_nan(mha_config *c) { c->ln_eps = NAN; }
 static void e_eps_inf(mha_config *c) { c->ln_eps = INFINITY; }
 static void e_eps_neg(mha_config *c) { c->ln_eps = -1e-5f; }
 static void e_threads(mha_config *c) { c->n_threads = -2; }
+static void e_threads_many(mha_config *c) { c->n_threads = 257; }
 static void e_huge(mha_config *c) { c->d_model = SIZE_MAX / 2; c->n_heads = 1; }
 static void e_huge_ff(mha_config *c) { c->d_ff = SIZE_MAX / 4; }
 static void e_huge_head(mha_config *c) { c->d_head = (size_t)1 << 40; }
@@ -61,6 +62,7 @@ static void create_errors(void **s)
     assert_int_equal(create_with(e_eps_inf), MHA_ERR_BAD_EPS);
     assert_int_equal(create_with(e_eps_neg), MHA_ERR_BAD_EPS);
     assert_int_equal(create_with(e_threads), MHA_ERR_BAD_THREADS);
+    assert_int_equal(create_with(e_threads_many), MHA_ERR_BAD_THREADS);
     assert_int_equal(create_with(e_huge), MHA_ERR_OVERFLOW);
     assert_int_equal(create_with(e_huge_ff), MHA_ERR_OVERFLOW);
     assert_int_equal(create_with(e_huge_head), MHA_ERR_OVERFLOW);
