@@ -2,22 +2,20 @@
  * core (FlashAttention-style, on sgemm), output projection.
  *
  * Work of the core is split into tasks of (batch, head, query block); the
- * block sizes are constants, so the split and every reduction order are the
- * same whatever the thread count. Per task, for each key block:
+ * block sizes depend on the context (its d_head and the machine's L2) but
+ * never on the thread count, so neither do the split and the reduction
+ * order. Per task, for each key block:
  *   S = scale * Q_blk K_blk^T          (sgemm, scale folded into alpha)
  *   P = exp(S + bias - m_new), masks   (online softmax, running max m, sum l)
  *   O = alpha * O + P V_blk            (sgemm, beta = 1)
  * and at the end O /= l. Extra memory is one BQ x BK tile per thread.
  *
- * Block sizes: BQ = 64 query rows, BK = 256 keys. The tile (64 KiB) plus
- * the K and V blocks (2 x 64 KiB at d_head 64) stay in this machine's
- * 1.25 MiB L2 per core while sgemm streams them; measurements in README. */
+ * Block sizes: mha__choose_blocks (context.c); 256 query rows x 512 keys
+ * at d_head 64 on a 1.25 MiB L2. Measurements in README, "Block sizes". */
 #include "internal.h"
 
 #include <cblas.h>
 #include <math.h>
-
-
 size_t mha__attn_bwd_scratch(size_t seq_q)
 {
     return 2 * MHA_ATTN_BWD_BQ * MHA_ATTN_BWD_BK + seq_q;
@@ -42,7 +40,8 @@ static void core_task(void *arg, size_t task, size_t thread)
     const size_t H = J->ctx->n_heads, dh = J->ctx->d_head, dq = J->ctx->d_q;
     const size_t group = H / J->ctx->n_kv_heads, Sq = v->seq_q, Skv = v->seq_kv;
     const size_t qb = task % J->n_qb, h = (task / J->n_qb) % H, b = task / J->n_qb / H;
-    const size_t g = h / group, q0 = qb * MHA_ATTN_BQ, nq = mha__min(MHA_ATTN_BQ, Sq - q0);
+    const size_t BQ = J->ctx->attn_bq;
+    const size_t g = h / group, q0 = qb * BQ, nq = mha__min(BQ, Sq - q0);
     const size_t len = v->kv_lengths ? (size_t)v->kv_lengths[b] : Skv;
 
     const float *Q = J->q + (b * Sq + q0) * J->ldq + h * dh;  /* [nq, dh] ld ldq */
@@ -50,13 +49,13 @@ static void core_task(void *arg, size_t task, size_t thread)
     const float *V = J->val + b * Skv * J->ldv + g * dh;      /* [Skv, dh] ld ldv */
     float *O = J->o + (b * Sq + q0) * dq + h * dh;            /* [nq, dh] ld dq */
     float *m = J->scratch + thread * J->scratch_stride;       /* [BQ] running max */
-    float *l = m + MHA_ATTN_BQ;                               /* [BQ] running sum */
-    float *tile = l + MHA_ATTN_BQ;                            /* [BQ, BK] */
+    float *l = m + BQ;                                        /* [BQ] running sum */
+    float *tile = l + BQ;                                     /* [BQ, BK] */
 
     /* With attn_weights the tile is the caller's [nq, Skv] slice, one block
      * wide, so masked entries are written as zeros too. */
     float *W = v->attn_weights ? v->attn_weights + ((b * H + h) * Sq + q0) * Skv : NULL;
-    size_t kend = mha__row_limit(q0 + nq - 1, Sq, Skv, len, v->causal), bk = MHA_ATTN_BK, lds = bk;
+    size_t kend = mha__row_limit(q0 + nq - 1, Sq, Skv, len, v->causal), bk = J->ctx->attn_bk, lds = bk;
     if (W)
         kend = bk = lds = Skv;
 
@@ -112,7 +111,7 @@ mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, int backw
         w->v = w->k + ctx->d_kv;
     }
     w->o = mha__plan_add(p, Nq, ctx->d_q);
-    w->scratch_stride = 2 * MHA_ATTN_BQ + MHA_ATTN_BQ * MHA_ATTN_BK;
+    w->scratch_stride = 2 * ctx->attn_bq + ctx->attn_bq * ctx->attn_bk;
     if (backward) {
         /* gradients of q, k, v laid out exactly like q, k, v */
         w->lse = mha__plan_add(p, v->batch * ctx->n_heads, v->seq_q);
@@ -153,7 +152,7 @@ void mha__attn_forward_keep(mha_ctx *ctx, const mha__attn_view *v, const mha__at
 
     core_job J = {ctx, v, ws + w->q, ws + w->k, ws + w->v, w->ldq, w->ldk, w->ldv, ws + w->o,
                   w->backward ? ws + w->lse : NULL, ws + w->scratch, w->scratch_stride,
-                  (v->seq_q + MHA_ATTN_BQ - 1) / MHA_ATTN_BQ,
+                  (v->seq_q + ctx->attn_bq - 1) / ctx->attn_bq,
                   (float)(1.0 / sqrt((double)ctx->d_head))};
     mha__pool_run(ctx->pool, v->batch * ctx->n_heads * J.n_qb, core_task, &J);
 

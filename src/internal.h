@@ -66,6 +66,7 @@ struct mha_ctx {
     int activation, norm_first, bias;
     float ln_eps;
     size_t n_threads;
+    size_t attn_bq, attn_bk; /* forward attention tile, see mha__choose_blocks */
     size_t d_q;  /* n_heads * d_head */
     size_t d_kv; /* n_kv_heads * d_head */
 
@@ -191,12 +192,12 @@ void mha__layernorm_backward(mha_ctx *ctx, float *dx, int accumulate, const floa
                              size_t D, float eps, float *partials);
 
 /* attention.c / attention_backward.c */
-#ifndef MHA_ATTN_BQ /* overridable for tuning; see README "Block sizes" */
-#define MHA_ATTN_BQ 256 /* query rows per forward tile */
-#define MHA_ATTN_BK 512 /* keys per forward tile */
+#define MHA_ATTN_BQ 256 /* largest query rows per forward tile */
+#define MHA_ATTN_BK 512 /* largest keys per forward tile */
 #define MHA_ATTN_BWD_BQ 128 /* backward tiles: two live per thread (P and dS) */
 #define MHA_ATTN_BWD_BK 128
-#endif
+/* The forward tile for this context, from the L2 size (context.c). */
+void mha__choose_blocks(size_t d_head, size_t *bq, size_t *bk);
 /* Keys j < mha__row_limit(i) are visible to query i (kv_lengths and the
  * bottom-right aligned causal mask: j <= i + Skv - Sq). */
 static inline size_t mha__row_limit(size_t i, size_t Sq, size_t Skv, size_t len, int causal)

@@ -219,7 +219,15 @@ CMakeFiles/mha.dir/src/context.c.o: /work/main/src/context.c \
   /usr/include/x86_64-linux-gnu/bits/struct_rwlock.h \
   /usr/include/alloca.h \
   /usr/include/x86_64-linux-gnu/bits/stdlib-bsearch.h \
-  /usr/include/x86_64-linux-gnu/bits/stdlib-float.h
+  /usr/include/x86_64-linux-gnu/bits/stdlib-float.h \
+  /usr/include/unistd.h \
+  /usr/include/x86_64-linux-gnu/bits/posix_opt.h \
+  /usr/include/x86_64-linux-gnu/bits/environments.h \
+  /usr/include/x86_64-linux-gnu/bits/confname.h \
+  /usr/include/x86_64-linux-gnu/bits/getopt_posix.h \
+  /usr/include/x86_64-linux-gnu/bits/getopt_core.h \
+  /usr/include/x86_64-linux-gnu/bits/unistd_ext.h \
+  /usr/include/linux/close_range.h
 
 CMakeFiles/mha.dir/src/ffn.c.o: /work/main/src/ffn.c \
   /usr/include/stdc-predef.h \
@@ -749,19 +757,17 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 
 /work/main/src/threads.c:
 
-/usr/include/x86_64-linux-gnu/bits/unistd_ext.h:
+/usr/include/x86_64-linux-gnu/bits/statx-generic.h:
 
-/usr/include/x86_64-linux-gnu/bits/getopt_core.h:
-
-/usr/include/x86_64-linux-gnu/bits/getopt_posix.h:
-
-/usr/include/x86_64-linux-gnu/bits/confname.h:
-
-/usr/include/x86_64-linux-gnu/bits/environments.h:
-
-/usr/include/x86_64-linux-gnu/bits/posix_opt.h:
+/usr/include/x86_64-linux-gnu/asm/posix_types.h:
 
 /usr/include/stdint.h:
+
+/usr/include/x86_64-linux-gnu/bits/types/struct_statx_timestamp.h:
+
+/usr/include/linux/posix_types.h:
+
+/usr/include/x86_64-linux-gnu/bits/flt-eval-method.h:
 
 /usr/include/x86_64-linux-gnu/bits/libm-simd-decl-stubs.h:
 
@@ -813,11 +819,15 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 
 /usr/include/x86_64-linux-gnu/bits/types/__locale_t.h:
 
+/usr/include/x86_64-linux-gnu/bits/getopt_posix.h:
+
 /usr/include/x86_64-linux-gnu/bits/fp-logb.h:
 
 /work/main/include/mha.h:
 
 /usr/include/x86_64-linux-gnu/bits/timesize.h:
+
+/usr/include/x86_64-linux-gnu/bits/getopt_core.h:
 
 /usr/include/x86_64-linux-gnu/bits/wordsize.h:
 
@@ -841,6 +851,10 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 
 /usr/include/x86_64-linux-gnu/bits/fcntl-linux.h:
 
+/usr/include/asm-generic/posix_types.h:
+
+/usr/include/stdc-predef.h:
+
 /usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h:
 
 /usr/include/x86_64-linux-gnu/bits/uintn-identity.h:
@@ -854,10 +868,6 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 /work/main/src/attention.c:
 
 /work/main/src/internal.h:
-
-/usr/include/linux/close_range.h:
-
-/work/main/src/args.c:
 
 /usr/include/x86_64-linux-gnu/bits/long-double.h:
 
@@ -878,10 +888,6 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 /usr/include/x86_64-linux-gnu/bits/types/struct_FILE.h:
 
 /usr/include/x86_64-linux-gnu/bits/typesizes.h:
-
-/usr/include/stdc-predef.h:
-
-/usr/include/asm-generic/posix_types.h:
 
 /usr/include/x86_64-linux-gnu/bits/types/__mbstate_t.h:
 
@@ -921,19 +927,17 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 
 /usr/include/x86_64-linux-gnu/bits/waitflags.h:
 
+/usr/include/x86_64-linux-gnu/bits/types/struct_statx.h:
+
+/usr/include/x86_64-linux-gnu/bits/waitstatus.h:
+
 /usr/include/x86_64-linux-gnu/sys/types.h:
 
 /usr/include/x86_64-linux-gnu/bits/types/timer_t.h:
 
 /usr/include/endian.h:
 
-/usr/include/unistd.h:
-
-/usr/include/x86_64-linux-gnu/bits/mman_ext.h:
-
-/usr/include/x86_64-linux-gnu/bits/stdint-uintn.h:
-
-/usr/include/x86_64-linux-gnu/sys/select.h:
+/usr/include/x86_64-linux-gnu/bits/environments.h:
 
 /usr/include/x86_64-linux-gnu/bits/pthreadtypes.h:
 
@@ -943,23 +947,45 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 
 /usr/include/alloca.h:
 
+/usr/include/x86_64-linux-gnu/bits/mman_ext.h:
+
+/usr/include/x86_64-linux-gnu/bits/stdint-uintn.h:
+
+/usr/include/x86_64-linux-gnu/sys/select.h:
+
+/usr/include/unistd.h:
+
+/usr/include/x86_64-linux-gnu/bits/posix_opt.h:
+
+/usr/include/x86_64-linux-gnu/bits/confname.h:
+
+/usr/include/x86_64-linux-gnu/bits/unistd_ext.h:
+
+/usr/include/x86_64-linux-gnu/bits/cmathcalls.h:
+
+/work/main/src/params.c:
+
+/work/main/src/args.c:
+
+/usr/include/linux/close_range.h:
+
+/usr/include/x86_64-linux-gnu/bits/mathcalls-narrow.h:
+
+/work/main/src/layer.c:
+
+/usr/include/linux/stddef.h:
+
+/work/main/src/ffn.c:
+
 /work/main/src/saved.c:
 
 /usr/include/x86_64-linux-gnu/sys/mman.h:
 
 /work/main/src/gemm.c:
 
-/usr/include/x86_64-linux-gnu/bits/mathcalls-narrow.h:
-
-/work/main/src/layer.c:
-
 /usr/include/x86_64-linux-gnu/bits/fp-fast.h:
 
 /work/main/src/norm.c:
-
-/usr/include/x86_64-linux-gnu/bits/cmathcalls.h:
-
-/work/main/src/params.c:
 
 /usr/include/features-time64.h:
 
@@ -972,10 +998,6 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 /usr/include/x86_64-linux-gnu/bits/types/struct_iovec.h:
 
 /usr/include/linux/falloc.h:
-
-/work/main/src/ffn.c:
-
-/usr/include/linux/stddef.h:
 
 /usr/include/x86_64-linux-gnu/bits/select.h:
 
@@ -1014,17 +1036,3 @@ CMakeFiles/mha.dir/src/threads.c.o: /work/main/src/threads.c \
 /usr/include/x86_64-linux-gnu/bits/mman.h:
 
 /usr/include/x86_64-linux-gnu/asm/bitsperlong.h:
-
-/usr/include/x86_64-linux-gnu/bits/flt-eval-method.h:
-
-/usr/include/x86_64-linux-gnu/bits/types/struct_statx_timestamp.h:
-
-/usr/include/linux/posix_types.h:
-
-/usr/include/x86_64-linux-gnu/asm/posix_types.h:
-
-/usr/include/x86_64-linux-gnu/bits/statx-generic.h:
-
-/usr/include/x86_64-linux-gnu/bits/waitstatus.h:
-
-/usr/include/x86_64-linux-gnu/bits/types/struct_statx.h:
