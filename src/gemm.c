@@ -33,8 +33,14 @@ static void linear_block(const mha__linear *L, size_t r0, size_t nr, size_t c0, 
         for (size_t i = 0; i < nr; i++) {
             float *o = out + i * L->ldo;
             const float *r = L->res ? L->res + (r0 + i) * L->ldres + c0 : NULL;
-            for (size_t j = 0; j < nc; j++)
-                o[j] = (r ? r[j] : 0.0f) + (bias ? bias[j] : 0.0f);
+            /* one branch-free loop per case, so that each vectorises */
+            if (r && bias)
+                for (size_t j = 0; j < nc; j++)
+                    o[j] = r[j] + bias[j];
+            else if (r)
+                memcpy(o, r, nc * sizeof(float));
+            else
+                memcpy(o, bias, nc * sizeof(float));
         }
         beta = 1.0f;
     }
