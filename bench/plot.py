@@ -24,7 +24,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+")
     p.add_argument("-o", "--output", default="bench.png")
-    p.add_argument("--title", default="libmha forward, GFLOP/s (higher is better)")
+    p.add_argument("--title", default="libmha vs PyTorch vs sgemm-only ceiling vs naive loops, GFLOP/s (higher is better)")
     a = p.parse_args()
     data = collections.OrderedDict()
     for path in a.inputs:
