@@ -61,6 +61,14 @@ static void tensor_init(tensor *t, size_t n, double scale)
         t->w[i] = (float)(nrand() * scale);
 }
 
+static void tensor_free(tensor *t)
+{
+    free(t->w);
+    free(t->g);
+    free(t->m);
+    free(t->v);
+}
+
 static void adam(tensor *t, int step, float lr)
 {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -117,6 +125,20 @@ static void model_init(model *m)
     tensor_init(&m->pos, SEQ * D, 0.5);
     tensor_init(&m->out_w, VOCAB * D, 1.0 / sqrt(D));
     tensor_init(&m->out_b, VOCAB, 0.0);
+}
+
+static void model_free(model *m)
+{
+    for (int l = 0; l < N_LAYERS; l++) {
+        mha_destroy(m->layer[l]);
+        for (int p = 0; p < MHA_PARAM_COUNT; p++)
+            if (m->lw[l][p].n)
+                tensor_free(&m->lw[l][p]);
+    }
+    tensor_free(&m->emb);
+    tensor_free(&m->pos);
+    tensor_free(&m->out_w);
+    tensor_free(&m->out_b);
 }
 
 /* Forward of a batch; keeps every layer's input (acts[l], [B, SEQ, D]) for
@@ -350,7 +372,11 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/loss.svg", dir);
     write_loss_curve(path, curve, n_curve);
     printf("wrote %s/attention_layer*_head*.svg and %s/loss.svg\n", dir, dir);
-    for (int l = 0; l < N_LAYERS; l++)
-        mha_destroy(m.layer[l]);
+    for (int l = 0; l <= N_LAYERS; l++)
+        free(acts[l]);
+    free(dh);
+    free(dx);
+    free(curve);
+    model_free(&m);
     return correct * 10 >= total * 9 ? 0 : 3; /* fails below 90% */
 }
