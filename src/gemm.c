@@ -1,12 +1,13 @@
-/* gemm.c - linear layers on cblas_sgemm, split by rows over the pool.
+/* gemm.c - linear layers and plain GEMMs on cblas_sgemm, split over the pool
+ * by rows or columns of the output (never along the reduction).
  *
  * Determinism: a row or column chunk computes each output element with the
  * same sgemm inner loop as an unsplit call (OpenBLAS blocks K by K alone),
  * and chunk starts are multiples of 32 rows / 64 columns so that the same
- * micro-kernel tile shapes cover the same elements. Chunks are only made when each one is still
- * large (OpenBLAS switches to a different "small matrix" kernel below about
- * 1e6 multiply-adds), so results are bitwise identical for any thread count;
- * tests/test_threads.c checks it. */
+ * micro-kernel tile shapes cover the same elements. Chunks are only made
+ * when each one is still large (OpenBLAS switches to a different "small
+ * matrix" kernel below about 1e6 multiply-adds), so results are bitwise
+ * identical for any thread count; tests/test_threads.c checks it. */
 #include "internal.h"
 
 #include <cblas.h>
