@@ -1,3 +1,0 @@
-file(REMOVE_RECURSE
-  "libmha_testutil.a"
-)
