@@ -183,7 +183,7 @@ mha_status mha_attention_forward(mha_ctx *ctx, const mha_attn_args *a)
         return st;
     mha__saved_drop(ctx);
     mha__attn_forward_keep(ctx, &v, &w, v.query, NULL, v.out);
-    if (train)
+    if (train && !v.attn_weights) /* the weights path blocks differently: not kept */
         mha__saved_store(ctx, MHA__OP_ATTN, &v, NULL, 0);
     return MHA_OK;
 }

@@ -46,6 +46,11 @@ static void ew_task(void *arg, size_t task, size_t thread)
             if (ctx->activation == MHA_ACT_SWIGLU) {
                 mha__swiglu_forward_keep(a, u, u + F, b1, F);
             } else {
+                /* u += b1 then act: the inference epilogue's arithmetic,
+                 * so a forward gives the same bits in either mode */
+                if (b1)
+                    for (size_t i = 0; i < F; i++)
+                        u[i] += b1[i];
                 memcpy(a, u, F * sizeof(float));
                 mha__act_forward(ctx->activation, a, NULL, F);
             }
@@ -62,7 +67,6 @@ void mha__ffn_forward_keep(mha_ctx *ctx, const mha__ffn_ws *w, size_t n_tokens, 
                            const float *residual, float *out)
 {
     const size_t D = ctx->d_model;
-    const int swiglu = ctx->activation == MHA_ACT_SWIGLU;
     float *hidden = ctx->ws + w->hidden; /* [n_tokens, ldh] */
     const float *b1 = mha__p_opt(ctx, MHA_PARAM_B1);
     const float *a = hidden;
@@ -72,9 +76,10 @@ void mha__ffn_forward_keep(mha_ctx *ctx, const mha__ffn_ws *w, size_t n_tokens, 
                           hidden, w->ldh, ctx->activation, ctx->d_ff};
         mha__linear_forward(ctx, &up);
     } else {
-        /* keep pre-activations (SwiGLU: u without b1, and the gate) */
-        mha__linear up = {n_tokens, w->ldh, D, x, D, mha__p(ctx, MHA_PARAM_W1),
-                          swiglu ? NULL : b1, NULL, 0, hidden, w->ldh, -1, 0};
+        /* keep pre-activations (b1 is added by the elementwise pass; SwiGLU
+         * keeps u without b1, and the gate) */
+        mha__linear up = {n_tokens, w->ldh, D, x, D, mha__p(ctx, MHA_PARAM_W1), NULL, NULL, 0,
+                          hidden, w->ldh, -1, 0};
         mha__linear_forward(ctx, &up);
         ew_job j = {ctx, w, EW_ACT_FWD, n_tokens};
         mha__pool_run(ctx->pool, (n_tokens + EW_ROWS - 1) / EW_ROWS, ew_task, &j);

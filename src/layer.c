@@ -89,7 +89,8 @@ mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
     mha__saved_drop(ctx);
     if (train) {
         layer_forward_keep(ctx, &v, &L, v.out);
-        mha__saved_store(ctx, MHA__OP_LAYER, &v, NULL, 0);
+        if (!v.attn_weights) /* the weights path blocks differently: not kept */
+            mha__saved_store(ctx, MHA__OP_LAYER, &v, NULL, 0);
         return MHA_OK;
     }
 

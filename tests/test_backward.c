@@ -562,6 +562,49 @@ static void kept_values_attention_ffn(void **s)
     fixture_free(&fresh);
 }
 
+/* A context's forward gives the same bits before and after it has run a
+ * backward (training mode keeps values, with the same arithmetic). */
+static void forward_bits_independent_of_mode(void **s)
+{
+    (void)s;
+    const int acts[] = {MHA_ACT_RELU, MHA_ACT_GELU, MHA_ACT_GELU_TANH, MHA_ACT_SWIGLU};
+    for (int k = 0; k < 8; k++) {
+        mha_config cfg = cfg_act(make_cfg(16, 4, 2, 0, 40), acts[k % 4], 1, k / 4);
+        fixture f;
+        fixture_make(&f, &cfg, 40 + (uint64_t)k);
+        size_t B = 2, S = 70, n = B * S * 16;
+        float *x = rand_floats(n, 1.0), *y1 = malloc(n * 4), *y2 = malloc(n * 4),
+              *f1 = malloc(n * 4), *f2 = malloc(n * 4), *a1 = malloc(n * 4), *a2 = malloc(n * 4);
+        int32_t len[2] = {70, 33};
+        mha_attn_args a;
+        mha_attn_args_init(&a);
+        a.batch = B;
+        a.seq_q = S;
+        a.query = x;
+        a.kv_lengths = len;
+        a.causal = 1;
+        for (int round = 0; round < 2; round++) {
+            a.out = round ? y2 : y1;
+            assert_int_equal(mha_layer_forward(f.ctx, &a), MHA_OK);
+            a.out = round ? a2 : a1;
+            assert_int_equal(mha_attention_forward(f.ctx, &a), MHA_OK);
+            assert_int_equal(mha_ffn_forward(f.ctx, round ? f2 : f1, x, B * S), MHA_OK);
+            if (round == 0) { /* enter training mode */
+                mha_grad_args g;
+                mha_grad_args_init(&g);
+                g.d_out = x;
+                g.d_query = y2;
+                assert_int_equal(mha_layer_backward(f.ctx, &a, &g), MHA_OK);
+            }
+        }
+        assert_memory_equal(y1, y2, n * 4);
+        assert_memory_equal(a1, a2, n * 4);
+        assert_memory_equal(f1, f2, n * 4);
+        free(x), free(y1), free(y2), free(f1), free(f2), free(a1), free(a2);
+        fixture_free(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +629,7 @@ int main(void)
         cmocka_unit_test(backward_errors),
         cmocka_unit_test(kept_values_never_stale),
         cmocka_unit_test(kept_values_attention_ffn),
+        cmocka_unit_test(forward_bits_independent_of_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
