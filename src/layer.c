@@ -45,6 +45,25 @@ static mha_status layer_prepare(mha_ctx *ctx, const mha__attn_view *v, int backw
     return backward ? mha__grads_ready(ctx) : MHA_OK;
 }
 
+/* What both entry points do after checking their arguments (check = that
+ * status): self-attention only, empty calls succeed at once (*empty), every
+ * weight set, workspace (and gradients) ready. */
+static mha_status layer_begin(mha_ctx *ctx, mha_status check, const mha__attn_view *v,
+                              int backward, layer_ws *L, int *empty)
+{
+    *empty = 0;
+    if (check != MHA_OK)
+        return check;
+    if (!v->self)
+        return MHA_ERR_UNSUPPORTED;
+    if (v->batch == 0 || v->seq_q == 0) {
+        *empty = 1;
+        return MHA_OK;
+    }
+    mha_status st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0]);
+    return st != MHA_OK ? st : layer_prepare(ctx, v, backward, L);
+}
+
 /* The forward keeping what the backward needs, in L's buffers:
  *   pre-norm:  buf0 = n1, buf1 = h, buf2 = n2 (and the FFN's values)
  *   post-norm: buf0 = A,  buf1 = h, buf2 = U
@@ -74,17 +93,11 @@ static void layer_forward_keep(mha_ctx *ctx, const mha__attn_view *v, const laye
 mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
 {
     mha__attn_view v;
-    mha_status st = mha__attn_args_check(ctx, a, &v);
-    if (st != MHA_OK)
-        return st;
-    if (!v.self)
-        return MHA_ERR_UNSUPPORTED;
-    if (v.batch == 0 || v.seq_q == 0)
-        return MHA_OK;
     layer_ws L;
-    const int train = mha__training(ctx); /* keep values for a backward */
-    if ((st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0])) ||
-        (st = layer_prepare(ctx, &v, train, &L)))
+    const int train = ctx && mha__training(ctx); /* keep values for a backward */
+    int empty;
+    mha_status st = layer_begin(ctx, mha__attn_args_check(ctx, a, &v), &v, train, &L, &empty);
+    if (st != MHA_OK || empty)
         return st;
     mha__saved_drop(ctx);
     if (train) {
@@ -116,16 +129,10 @@ mha_status mha_layer_forward(mha_ctx *ctx, const mha_attn_args *a)
 mha_status mha_layer_backward(mha_ctx *ctx, const mha_attn_args *a, const mha_grad_args *g)
 {
     mha__attn_view v;
-    mha_status st = mha__grad_args_check(ctx, a, g, &v);
-    if (st != MHA_OK)
-        return st;
-    if (!v.self)
-        return MHA_ERR_UNSUPPORTED;
-    if (v.batch == 0 || v.seq_q == 0)
-        return MHA_OK;
     layer_ws L;
-    if ((st = mha__require(ctx, all_params, sizeof all_params / sizeof all_params[0])) ||
-        (st = layer_prepare(ctx, &v, 1, &L)))
+    int empty;
+    mha_status st = layer_begin(ctx, mha__grad_args_check(ctx, a, g, &v), &v, 1, &L, &empty);
+    if (st != MHA_OK || empty)
         return st;
 
     const size_t N = v.batch * v.seq_q, D = ctx->d_model, bytes = N * D * sizeof(float);
