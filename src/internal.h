@@ -14,8 +14,10 @@
  * use the baseline ISA. */
 #if defined(MHA_MULTIVERSION) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MHA__VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MHA__AVX512 1 /* plus hand-written AVX-512 softmax rows (math.c) */
 #else
 #define MHA__VEC
+#define MHA__AVX512 0
 #endif
 
 /* ---- size arithmetic: every product that sizes memory or a BLAS call goes
@@ -177,6 +179,13 @@ void mha__swiglu_forward_keep(float *a, const float *u, const float *g, const fl
 void mha__swiglu_backward(float *du, float *dg, const float *u, const float *g,
                           const float *bias, const float *da, size_t n);
 void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n, float lse);
+/* The two softmax rows above use hand-written AVX-512 where the CPU has it;
+ * these are the vector-extension versions they must match bit for bit
+ * (tests/test_kernels.c). */
+float mha__softmax_online_row_portable(float *s, const float *bias, size_t n_valid, size_t n,
+                                       float *m, float *l);
+void mha__softmax_recompute_row_portable(float *s, const float *bias, size_t n_valid, size_t n,
+                                         float lse);
 void mha__softmax_grad_row(float *dp, const float *p, float D, size_t n);
 float mha__dot(const float *a, const float *b, size_t n);
 

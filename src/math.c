@@ -183,8 +183,8 @@ static MHA__INLINE float hsum(const vf *v)
  * returns the factor exp(m_old - m_new) by which earlier output must be
  * rescaled. A row with no finite score so far keeps m = -inf and p = 0,
  * except that NaN scores stay NaN so that they propagate. */
-MHA__VEC float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_t n,
-                                       float *m, float *l)
+MHA__VEC float mha__softmax_online_row_portable(float *s, const float *bias, size_t n_valid,
+                                                size_t n, float *m, float *l)
 {
     size_t j, nv = n_valid / LANES * LANES;
     vf vmx = VSPLAT(-INFINITY), x, b;
@@ -301,8 +301,8 @@ MHA__VEC void mha__swiglu_backward(float *du, float *dg, const float *u, const f
 
 /* P = exp(s - lse) for the first n_valid scores (bias added first), 0 for
  * the rest; lse = -inf (row fully masked) gives zeros. */
-MHA__VEC void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n,
-                                         float lse)
+MHA__VEC void mha__softmax_recompute_row_portable(float *s, const float *bias, size_t n_valid,
+                                                  size_t n, float lse)
 {
     size_t j;
     if (lse == -INFINITY)
@@ -333,4 +333,132 @@ MHA__VEC float mha__dot(const float *a, const float *b, size_t n)
     for (int k = 0; k < LANES; k++)
         s += lane[k];
     return s;
+}
+
+/* ---- AVX-512 softmax rows ----
+ * The exp of the softmax is most of libmha's own (non-sgemm) time in
+ * attention. Written with intrinsics it takes about 2/3 of the vector-
+ * extension loop's time: vscalefps applies 2^n (and underflows/overflows
+ * to 0/inf by itself), so only the x < -87 lanes need a mask, and the max
+ * pass is one vmaxps. The arithmetic is exp_core's, operation for operation
+ * (same FMAs, same summation order), so results are bitwise those of the
+ * other builds; tests/test_numerics.c compares them. */
+#if MHA__AVX512
+#include <immintrin.h>
+
+#define MHA__AVX512_FN __attribute__((target("avx512f")))
+
+/* exp_core of 16 lanes that are <= 88 or NaN (softmax arguments are <= 0). */
+static inline MHA__AVX512_FN __m512 exp_avx512(__m512 x)
+{
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    /* lanes x >= -87 (or NaN) keep their value; below, exp_core gives 0 */
+    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_NLT_UQ);
+    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+    __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r,
+                               _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r);
+    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
+static MHA__AVX512_FN float online_row_avx512(float *s, const float *bias, size_t n_valid,
+                                              size_t n, float *m, float *l)
+{
+    size_t j, nv = n_valid / LANES * LANES;
+    __m512 vmx = _mm512_set1_ps(-INFINITY);
+    for (j = 0; j < nv; j += LANES) {
+        __m512 x = _mm512_loadu_ps(s + j);
+        if (bias) {
+            x = _mm512_add_ps(x, _mm512_loadu_ps(bias + j));
+            _mm512_storeu_ps(s + j, x);
+        }
+        vmx = _mm512_max_ps(x, vmx); /* x > vmx ? x : vmx: NaN is skipped */
+    }
+    float mx = -INFINITY, lane[LANES];
+    for (; j < n_valid; j++) {
+        if (bias)
+            s[j] += bias[j];
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    _mm512_storeu_ps(lane, vmx);
+    for (int k = 0; k < LANES; k++)
+        mx = lane[k] > mx ? lane[k] : mx;
+
+    float m_old = *m, m_new = mx > m_old ? mx : m_old;
+    if (m_new == -INFINITY) /* nothing finite yet: the rare path, shared */
+        return mha__softmax_online_row_portable(s, NULL, n_valid, n, m, l);
+    __m512 vm = _mm512_set1_ps(m_new), acc = _mm512_setzero_ps();
+    for (j = 0; j < nv; j += LANES) {
+        __m512 p = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + j), vm));
+        _mm512_storeu_ps(s + j, p);
+        acc = _mm512_add_ps(acc, p);
+    }
+    float sum = 0.0f;
+    for (; j < n_valid; j++) {
+        s[j] = exp_core(s[j] - m_new);
+        sum += s[j];
+    }
+    _mm512_storeu_ps(lane, acc);
+    float hs = 0.0f;
+    for (int k = 0; k < LANES; k++)
+        hs += lane[k];
+    sum += hs;
+    for (j = n_valid; j < n; j++)
+        s[j] = 0.0f;
+
+    float alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
+    *l = *l * alpha + sum;
+    *m = m_new;
+    return alpha;
+}
+
+static MHA__AVX512_FN void recompute_row_avx512(float *s, const float *bias, size_t n_valid,
+                                                size_t n, float lse)
+{
+    size_t j = 0, nv = n_valid / LANES * LANES;
+    __m512 vl = _mm512_set1_ps(lse), hi = _mm512_set1_ps(88.0f);
+    for (; j < nv; j += LANES) {
+        __m512 x = _mm512_loadu_ps(s + j);
+        if (bias)
+            x = _mm512_add_ps(x, _mm512_loadu_ps(bias + j));
+        x = _mm512_sub_ps(x, vl);
+        /* x <= 0 up to rounding (lse >= every score); exp_core's +inf
+         * above 88 kept all the same */
+        __mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+        _mm512_storeu_ps(s + j, _mm512_mask_blend_ps(over, exp_avx512(x), _mm512_set1_ps(INFINITY)));
+    }
+    for (; j < n_valid; j++)
+        s[j] = exp_core(s[j] + (bias ? bias[j] : 0.0f) - lse);
+    for (; j < n; j++)
+        s[j] = 0.0f;
+}
+#endif
+
+float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_t n, float *m,
+                              float *l)
+{
+#if MHA__AVX512
+    if (__builtin_cpu_supports("avx512f"))
+        return online_row_avx512(s, bias, n_valid, n, m, l);
+#endif
+    return mha__softmax_online_row_portable(s, bias, n_valid, n, m, l);
+}
+
+void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n, float lse)
+{
+#if MHA__AVX512
+    if (lse != -INFINITY && __builtin_cpu_supports("avx512f")) {
+        recompute_row_avx512(s, bias, n_valid, n, lse);
+        return;
+    }
+#endif
+    mha__softmax_recompute_row_portable(s, bias, n_valid, n, lse);
 }

@@ -1,0 +1,165 @@
+/* test_kernels.c - the softmax rows of src/math.c, which this test compiles in
+ * (they are internal): the dispatching versions (hand-written AVX-512 where
+ * the CPU has it) must equal the portable vector-extension versions bit for
+ * bit, and both must match exp in double precision. Rows of every length
+ * around the 16-lane width, with masked tails, -inf / NaN / +inf scores,
+ * arguments around exp's -87 and +88 cut-offs, and running max / sum carried
+ * over from an earlier block. */
+#include "testutil.h"
+
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const size_t lengths[] = {1, 7, 15, 16, 17, 31, 32, 33, 100, 512, 1030};
+
+/* Same bits, or both NaN (NaN payloads are not part of the contract). */
+static int same(float a, float b) { return (isnan(a) && isnan(b)) || !memcmp(&a, &b, sizeof a); }
+
+static void assert_same_row(const float *a, const float *b, size_t n, const char *what)
+{
+    for (size_t j = 0; j < n; j++)
+        if (!same(a[j], b[j]))
+            fail_msg("%s: [%zu] dispatch %a, portable %a", what, j, (double)a[j], (double)b[j]);
+}
+
+/* Scores: random of the given scale, with some specials mixed in. */
+static void fill_scores(float *s, size_t n, double scale, int specials)
+{
+    for (size_t j = 0; j < n; j++) {
+        s[j] = (float)(rng_uniform() * scale);
+        if (!specials)
+            continue;
+        double u = rng_uniform();
+        if (u > 0.9)
+            s[j] = -INFINITY;
+        else if (u > 0.85)
+            s[j] = (float)(-87.0 + rng_uniform()); /* around the underflow cut-off */
+        else if (u < -0.98)
+            s[j] = NAN;
+    }
+}
+
+static int have_avx512(void)
+{
+#if MHA__AVX512
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+static void online_row_matches_portable(void **st)
+{
+    (void)st;
+    if (!have_avx512())
+        skip(); /* the dispatcher is the portable code itself */
+    rng_seed(11);
+    const size_t N = 1030;
+    float *a = malloc(N * 4), *b = malloc(N * 4), *bias = malloc(N * 4);
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++)
+        for (int variant = 0; variant < 24; variant++) {
+            size_t n = lengths[li], nvalid[] = {n, n - 1, n / 2, 0};
+            size_t nv = nvalid[variant % 4];
+            double scale = variant % 3 == 0 ? 1.0 : variant % 3 == 1 ? 30.0 : 1000.0;
+            fill_scores(a, n, scale, variant % 2);
+            memcpy(b, a, n * 4);
+            int with_bias = variant / 4 % 2, carried = variant / 8 % 3;
+            fill_scores(bias, n, 3.0, 1);
+            float m0 = carried == 0 ? -INFINITY : (float)(rng_uniform() * 40.0);
+            float l0 = carried == 0 ? 0.0f : (float)(1.0 + rng_uniform() * 0.5);
+            if (carried == 2)
+                m0 = 200.0f; /* earlier max above every score: alpha = 1 */
+            float ma = m0, la = l0, mb = m0, lb = l0;
+            float alpha_a = mha__softmax_online_row(a, with_bias ? bias : NULL, nv, n, &ma, &la);
+            float alpha_b =
+                mha__softmax_online_row_portable(b, with_bias ? bias : NULL, nv, n, &mb, &lb);
+            char what[64];
+            snprintf(what, sizeof what, "online p, n %zu, n_valid %zu", n, nv);
+            assert_same_row(a, b, n, what);
+            assert_true(same(ma, mb) && same(la, lb) && same(alpha_a, alpha_b));
+        }
+    free(a);
+    free(b);
+    free(bias);
+}
+
+static void recompute_row_matches_portable(void **st)
+{
+    (void)st;
+    if (!have_avx512())
+        skip();
+    rng_seed(12);
+    const size_t N = 1030;
+    float *a = malloc(N * 4), *b = malloc(N * 4), *bias = malloc(N * 4);
+    const float lses[] = {0.0f, 5.5f, -3.25f, -95.0f, -INFINITY, INFINITY, NAN};
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++)
+        for (size_t k = 0; k < sizeof lses / sizeof *lses; k++)
+            for (int variant = 0; variant < 4; variant++) {
+                size_t n = lengths[li], nv = variant % 2 ? n : n / 2;
+                fill_scores(a, n, 10.0, 1);
+                /* -95 puts arguments around exp's +88 cut-off (inf above) */
+                memcpy(b, a, n * 4);
+                fill_scores(bias, n, 2.0, 1);
+                const float *bp = variant / 2 ? bias : NULL;
+                mha__softmax_recompute_row(a, bp, nv, n, lses[k]);
+                mha__softmax_recompute_row_portable(b, bp, nv, n, lses[k]);
+                char what[80];
+                snprintf(what, sizeof what, "recomputed p, n %zu, n_valid %zu, lse %g", n, nv,
+                         (double)lses[k]);
+                assert_same_row(a, b, n, what);
+            }
+    free(a);
+    free(b);
+    free(bias);
+}
+
+/* Against double precision: p = exp(s - max) / carried sum, within a few
+ * float ulps, and exactly 0 for masked keys and the padded tail. */
+static void online_row_matches_exp(void **st)
+{
+    (void)st;
+    rng_seed(13);
+    const size_t N = 1030;
+    float *s = malloc(N * 4), *s0 = malloc(N * 4);
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++)
+        for (int variant = 0; variant < 6; variant++) {
+            size_t n = lengths[li], nv = variant % 2 ? n : (n + 1) / 2;
+            for (size_t j = 0; j < n; j++)
+                s0[j] = rng_uniform() > 0.8 ? -INFINITY : (float)(rng_uniform() * 40.0);
+            s0[0] = 1.0f; /* at least one finite score */
+            memcpy(s, s0, n * 4);
+            float m = -INFINITY, l = 0.0f;
+            mha__softmax_online_row(s, NULL, nv, n, &m, &l);
+            double mx = -INFINITY, sum = 0.0;
+            for (size_t j = 0; j < nv; j++)
+                mx = s0[j] > mx ? s0[j] : mx;
+            assert_true(m == (float)mx);
+            for (size_t j = 0; j < n; j++) {
+                /* s - max is a float subtraction (its rounding is the
+                 * softmax's, as in PyTorch); exp of it must be near exact */
+                double want = j < nv ? exp((double)(s0[j] - (float)mx)) : 0.0;
+                sum += want;
+                if (want == 0.0 || want < 1e-37) /* exp_core flushes below e^-87 */
+                    assert_true(s[j] == 0.0f || want != 0.0);
+                else if (fabs(s[j] - want) > 4e-7 * want)
+                    fail_msg("n %zu [%zu]: p %.9g, exp %.9g", n, j, (double)s[j], want);
+            }
+            assert_true(fabs(l - sum) <= 1e-5 * sum);
+        }
+    free(s);
+    free(s0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(online_row_matches_portable),
+        cmocka_unit_test(recompute_row_matches_portable),
+        cmocka_unit_test(online_row_matches_exp),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
