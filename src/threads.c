@@ -4,7 +4,12 @@
  * independent tasks claimed through an atomic counter; the caller takes part
  * and returns once every task is done. Workers spin briefly before sleeping
  * on a condition variable, because a layer issues ~10 jobs back to back and
- * a futex wake-up per job would cost more than the small ones take. */
+ * a futex wake-up per job would cost more than the small ones take. The
+ * spin is bounded in time (MHA__SPIN_NS), not in iterations: a sched_yield
+ * takes ~0.25 us on an idle core but a whole time slice when another thread
+ * is runnable, and after a call returns a spinning worker takes a core from
+ * whatever the caller runs next (OpenBLAS's idle workers spin ~0.1 s, which
+ * is what slows libmha when both share a process; see README, Threads). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -14,9 +19,26 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MHA__SPIN_ITERS 20000
+#define MHA__SPIN_NS 2000000 /* 2 ms: covers the gaps between back-to-back calls */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* For spin loops: nonzero once MHA__SPIN_NS have passed since *t0 (set on
+ * the first call); reads the clock every 16th iteration only. */
+static int spun_out(unsigned i, uint64_t *t0)
+{
+    if (i == 0)
+        *t0 = now_ns();
+    return (i & 15) == 15 && now_ns() - *t0 > MHA__SPIN_NS;
+}
 
 struct mha__pool {
     size_t n_threads;
@@ -61,8 +83,9 @@ static void *worker_main(void *p)
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int i = 0; gen == seen && i < MHA__SPIN_ITERS &&
-                        !atomic_load_explicit(&pool->stop, memory_order_relaxed);
+        uint64_t t0 = 0;
+        for (unsigned i = 0; gen == seen && !spun_out(i, &t0) &&
+                             !atomic_load_explicit(&pool->stop, memory_order_relaxed);
              i++) {
             sched_yield();
             gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
@@ -191,8 +214,9 @@ void mha__pool_run(mha__pool *pool, size_t n_tasks, mha__task_fn fn, void *arg)
 
     run_tasks(pool, 0);
 
-    for (int i = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; i++) {
-        if (i < MHA__SPIN_ITERS) {
+    uint64_t t0 = 0;
+    for (unsigned i = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; i++) {
+        if (!spun_out(i, &t0)) {
             sched_yield();
             continue;
         }
