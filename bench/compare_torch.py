@@ -16,7 +16,9 @@ OMP_NUM_THREADS and torch.set_num_threads):
     alternating order ("vs torch", "libmha ms", "torch ms"). The process
     has one OpenBLAS: it is set to 1 thread around libmha's calls (what
     mha_create sets) and to the pinned count around PyTorch's.
-Both get OPENBLAS_THREAD_TIMEOUT=4 unless set (see env_for).
+With more than one thread both alternate in blocks of 5 calls instead of
+call by call (see pair_worker and mha_bench's time_pair: idle threads of
+one side spin into the other's calls otherwise).
 Ratios of two things timed side by side hold up on a noisy machine far
 better than times taken minutes apart. Medians over all timed calls; the
 naive loops run once per shape.
@@ -84,6 +86,7 @@ def pair_worker(a):
                             "b2": t(m[2].bias)})
 
     # libmha's call with everything prepared, as a C caller would make it
+    # (the arrays it points into live as long as this frame: keep the names)
     out = np.empty((B, S, D), dtype=np.float32)
     h = lm._h
     if a.op == "ffn":
@@ -108,15 +111,7 @@ def pair_worker(a):
     # mha_create sets); PyTorch gets the pinned count, as in its own process.
     blas = ctypes.CDLL("libopenblas.so.0")
 
-    # Idle workers spin for a while after a call (libmha's pool up to 2 ms,
-    # GNU OpenMP's about as long): with several threads, a short pause
-    # before each timed call, so that neither side starts against the
-    # other's spinning threads.
-    pause = 0.004 if a.threads > 1 else 0.0
-
     def lib_call():
-        blas.openblas_set_num_threads(1)
-        time.sleep(pause)
         t0 = time.perf_counter()
         st = run_l()
         dt = time.perf_counter() - t0
@@ -125,13 +120,18 @@ def pair_worker(a):
         return dt * 1e3
 
     def torch_call():
-        blas.openblas_set_num_threads(a.threads)
-        time.sleep(pause)
         t0 = time.perf_counter()
         run_t()
         return (time.perf_counter() - t0) * 1e3
 
+    def use_lib():
+        blas.openblas_set_num_threads(1)
+
+    def use_torch():
+        blas.openblas_set_num_threads(a.threads)
+
     # Both compute the same thing (else the timing means nothing).
+    use_torch()
     if grad_mode:
         torch_call()
         want, got = x.grad.numpy(), dx
@@ -140,24 +140,38 @@ def pair_worker(a):
             want = run_t()
         want = (want[0] if isinstance(want, tuple) else want).numpy()
         got = out
+    use_lib()
     lib_call()
     err = float(np.max(np.abs(got - want)))
     if not err < 1e-3:
         raise RuntimeError(f"libmha and PyTorch differ by {err} ({a.op} B{B}S{S})")
 
+    # With one thread, call by call in alternating order. With more, idle
+    # threads keep spinning after a call (OpenBLAS's workers ~0.1 s,
+    # libmha's pool up to 2 ms) and would take cores from the other side's
+    # next call: blocks of 5 calls instead, each after a 0.15 s pause and one
+    # untimed call (as mha_bench does).
     import contextlib
-    lib_ms, torch_ms = [], []
+    block = 5 if a.threads > 1 else 1
+    sides = ((use_lib, lib_call, []), (use_torch, torch_call, []))
+    lib_ms, torch_ms = sides[0][2], sides[1][2]
     with contextlib.nullcontext() if grad_mode else torch.inference_mode():
-        for _ in range(2):
-            lib_call()
-            torch_call()
-        for i in range(a.reps):  # alternate which goes first
-            if i % 2:
-                torch_ms.append(torch_call())
-                lib_ms.append(lib_call())
-            else:
-                lib_ms.append(lib_call())
-                torch_ms.append(torch_call())
+        for use, call, _ in sides:
+            use()
+            call()
+            call()
+        rnd = 0
+        while len(lib_ms) < a.reps or len(torch_ms) < a.reps:
+            for use, call, times in (sides if rnd % 2 == 0 else sides[::-1]):
+                if len(times) >= a.reps:
+                    continue
+                use()
+                if block > 1:
+                    time.sleep(0.15)
+                    call()
+                for _ in range(min(block, a.reps - len(times))):
+                    times.append(call())
+            rnd += 1
     print(json.dumps({"libmha": lib_ms, "torch": torch_ms}))
 
 
@@ -165,12 +179,6 @@ def env_for(threads):
     e = dict(os.environ)
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         e[k] = str(threads)
-    # OpenBLAS's idle workers spin about 2^28 cycles (~0.1 s) after each
-    # multi-threaded call, into whatever is timed next: the ceiling's or
-    # PyTorch's leftovers would take a core from libmha's next call. With
-    # this they sleep at once. (PyTorch is faster with it too: its OpenMP
-    # threads no longer compete with OpenBLAS's.)
-    e.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     return e
 
 

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "mha.h"
 #include "naive.h"
@@ -211,25 +210,49 @@ static timing time_it(bench_fn fn, void *arg, int warmup, int reps)
     return r;
 }
 
-/* Times a and b alternately (a b, b a, a b, ...), so that on a shared, noisy
- * machine both see the same disturbances and their ratio stays honest.
- * before_b / after_b switch global state (OpenBLAS threads) around b. */
+/* Times a and b alternately, so that on a shared, noisy machine both see
+ * the same disturbances and their ratio stays honest. before_b / after_b
+ * switch global state (OpenBLAS threads) around b.
+ *
+ * With one thread the alternation is call by call. With more, idle threads
+ * of each side keep spinning after a call (OpenBLAS's workers for 2^28
+ * cycles, ~0.1 s; libmha's pool for up to 2 ms) and would take cores from
+ * the other side's next call (measured: libmha at 2 threads fell to 0.6 of
+ * the ceiling). So there the sides alternate in blocks of BLOCK calls, each
+ * block after a pause that outlasts the other side's spinners and one
+ * untimed call that wakes its own threads. */
+#define BLOCK 5
+
 static void time_pair(bench_fn a, bench_fn b, void *arg, int warmup, int reps, timing *ta,
-                      timing *tb, void (*before_b)(void *), void (*after_b)(void *))
+                      timing *tb, void (*before_b)(void *), void (*after_b)(void *), int threads)
 {
     double *t = malloc(sizeof(double) * 2 * (size_t)reps);
-    for (int i = -warmup; i < reps; i++) {
+    const int block = threads > 1 ? BLOCK : 1;
+    int done[2] = {-warmup, -warmup}; /* negative: warm-up calls still to make */
+    for (int round = 0; done[0] < reps || done[1] < reps; round++) {
         for (int k = 0; k < 2; k++) {
-            int run_b = (k + i) & 1;
+            int run_b = (k + round) & 1, n = block;
+            if (done[run_b] >= reps)
+                continue;
             if (run_b && before_b)
                 before_b(arg);
-            double t0 = now_ms();
-            (run_b ? b : a)(arg);
-            double dt = now_ms() - t0;
+            if (threads > 1) {
+                struct timespec pause = {0, 150 * 1000 * 1000};
+                nanosleep(&pause, NULL);
+                (run_b ? b : a)(arg);
+            }
+            for (int i = 0; i < n && done[run_b] < reps; i++) {
+                double t0 = now_ms();
+                (run_b ? b : a)(arg);
+                double dt = now_ms() - t0;
+                if (done[run_b] >= 0)
+                    t[run_b * reps + done[run_b]] = dt;
+                else
+                    i--; /* a warm-up call does not count toward the block */
+                done[run_b]++;
+            }
             if (run_b && after_b)
                 after_b(arg);
-            if (i >= 0)
-                t[run_b * reps + i] = dt;
         }
     }
     *ta = summarize(t, reps);
@@ -564,7 +587,7 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
             memset(c.g_s, 0, S * c.Skv * sizeof(float));
         }
         time_pair(run_libmha, run_sgemm, &c, 2, o->reps, &t_lib, &t_ceil, blas_threads_on,
-                  blas_threads_off);
+                  blas_threads_off, o->threads);
     } else {
         t_lib = time_it(run_libmha, &c, 2, o->reps);
     }
@@ -625,14 +648,6 @@ static int bench_one(const opts *o, int op, size_t B, size_t S)
 
 int main(int argc, char **argv)
 {
-    /* OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it loads. Unset, its idle
-     * workers spin ~0.1 s after each of the ceiling's multi-threaded calls,
-     * into libmha's timed call that follows; 4 makes them sleep at once.
-     * Set it and start again (once; an explicit setting is kept). */
-    if (!getenv("OPENBLAS_THREAD_TIMEOUT")) {
-        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
-        execv("/proc/self/exe", argv); /* on failure, go on as we are */
-    }
     opts o;
     if (parse_args(argc, argv, &o) != 0) {
         usage(stderr);
