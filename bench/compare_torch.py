@@ -244,8 +244,9 @@ def main():
            f" {'naive ms':>10} {'vs torch':>9} {'of ceil':>8} {'vs naive':>9}")
     print(f"d_model {a.d_model}, heads {a.heads}, d_ff {a.d_ff}, {a.activation}"
           f"{', causal' if a.causal else ''}; medians of {a.rounds} rounds x {a.reps} reps.\n"
-          f"vs torch = torch ms / libmha ms, timed call by call in one process;"
-          f" of ceil = sgemm ms / libmha ms, timed call by call in mha_bench")
+          f"vs torch = torch ms / libmha ms, timed side by side in one process;"
+          f" of ceil = sgemm ms / libmha ms, timed side by side in mha_bench\n"
+          f"(side by side: call by call at 1 thread, blocks of 5 calls at more)")
     print(hdr)
     for t in threads:
         for op, B, S in shapes:
