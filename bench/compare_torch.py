@@ -202,7 +202,10 @@ def run_pair(a, op, B, S, threads):
         cmd.append("--causal")
     env = env_for(threads)
     env.setdefault("LIBMHA_PATH", os.path.join(os.path.dirname(a.bench), "..", "libmha.so"))
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"compare_torch: the pair worker failed ({op} B{B}S{S}, {threads} thread(s)):\n"
+                 + out.stderr[-2000:])
     r = json.loads(out.stdout)
     return r["libmha"], r["torch"]
 

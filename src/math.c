@@ -342,7 +342,7 @@ MHA__VEC float mha__dot(const float *a, const float *b, size_t n)
  * to 0/inf by itself), so only the x < -87 lanes need a mask, and the max
  * pass is one vmaxps. The arithmetic is exp_core's, operation for operation
  * (same FMAs, same summation order), so results are bitwise those of the
- * other builds; tests/test_numerics.c compares them. */
+ * other builds; tests/test_kernels.c compares them. */
 #if MHA__AVX512
 #include <immintrin.h>
 
@@ -433,7 +433,8 @@ static MHA__AVX512_FN void recompute_row_avx512(float *s, const float *bias, siz
         /* x <= 0 up to rounding (lse >= every score); exp_core's +inf
          * above 88 kept all the same */
         __mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
-        _mm512_storeu_ps(s + j, _mm512_mask_blend_ps(over, exp_avx512(x), _mm512_set1_ps(INFINITY)));
+        __m512 p = _mm512_mask_blend_ps(over, exp_avx512(x), _mm512_set1_ps(INFINITY));
+        _mm512_storeu_ps(s + j, p);
     }
     for (; j < n_valid; j++)
         s[j] = exp_core(s[j] + (bias ? bias[j] : 0.0f) - lse);
