@@ -162,7 +162,7 @@ typedef struct colsum_job {
     size_t M, N, ld;
 } colsum_job;
 
-#define COLSUM_BLOCK 64
+#define COLSUM_BLOCK 64 /* mha__colsum64's width */
 
 static void colsum_task(void *arg, size_t task, size_t thread)
 {
@@ -170,11 +170,14 @@ static void colsum_task(void *arg, size_t task, size_t thread)
     const colsum_job *j = arg;
     size_t c0 = task * COLSUM_BLOCK, nc = mha__min(COLSUM_BLOCK, j->N - c0);
     double acc[COLSUM_BLOCK] = {0};
-    for (size_t i = 0; i < j->M; i++) {
-        const float *x = j->X + i * j->ld + c0;
-        for (size_t c = 0; c < nc; c++)
-            acc[c] += x[c];
-    }
+    if (nc == COLSUM_BLOCK)
+        mha__colsum64(acc, j->X + c0, j->M, j->ld);
+    else /* the same sums, for the last, narrower block */
+        for (size_t i = 0; i < j->M; i++) {
+            const float *x = j->X + i * j->ld + c0;
+            for (size_t c = 0; c < nc; c++)
+                acc[c] += x[c];
+        }
     for (size_t c = 0; c < nc; c++)
         j->dst[c0 + c] += (float)acc[c];
 }

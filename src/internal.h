@@ -188,6 +188,7 @@ void mha__softmax_recompute_row_portable(float *s, const float *bias, size_t n_v
                                          float lse);
 void mha__softmax_grad_row(float *dp, const float *p, float D, size_t n);
 float mha__dot(const float *a, const float *b, size_t n);
+void mha__colsum64(double *acc, const float *X, size_t M, size_t ld);
 
 /* norm.c: out[M, D] = LayerNorm(x[M, D]) * w + b, statistics in double. */
 void mha__layernorm_forward(mha_ctx *ctx, float *out, const float *x, const float *w,
