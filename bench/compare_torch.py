@@ -41,8 +41,8 @@ DEFAULT_SHAPES = "layer:1x128,layer:8x128,layer:1x512,attn:1x1024,backward:1x128
 def pair_worker(a):
     """Runs in a child process whose environment already pins the threads.
     Times libmha (through its C entry points, via ctypes, arguments built
-    once) and PyTorch on the same weights and input, call by call in
-    alternating order, so that both see the same machine at the same time."""
+    once) and PyTorch on the same weights and input, side by side (see the
+    loop below), so that both see the same machine at the same time."""
     import ctypes
     import time
     import numpy as np
