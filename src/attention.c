@@ -66,6 +66,8 @@ static void core_task(void *arg, size_t task, size_t thread)
     }
     for (size_t k0 = 0; k0 < kend; k0 += bk) {
         size_t nk = mha__min(bk, kend - k0);
+        if (!W)
+            lds = nk; /* a compact tile: rows of a short block sit closer */
         float *S = W ? W : tile; /* [nq, nk] ld lds */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)dh, J->scale,
                     Q, (int)J->ldq, K + k0 * J->ldk, (int)J->ldk, 0.0f, S, (int)lds);
