@@ -36,8 +36,12 @@
  * openblas_set_num_threads(1) when the CBLAS in use is OpenBLAS; if your
  * program relies on multithreaded OpenBLAS elsewhere, set it back after
  * creating contexts, knowing that libmha calls will then oversubscribe
- * the cores (results stay correct). Results are bitwise identical for every
- * value of n_threads: work is never split along a reduction.
+ * the cores (results stay correct). OpenBLAS's idle workers also keep
+ * spinning for about 2^28 cycles after each multithreaded call, taking
+ * cores from a libmha call made meanwhile; OPENBLAS_THREAD_TIMEOUT=4 in the
+ * environment makes them sleep at once. libmha's own idle workers spin at
+ * most 2 ms, then sleep. Results are bitwise identical for every value of
+ * n_threads: work is never split along a reduction.
  *
  * Numerics
  * --------
