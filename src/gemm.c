@@ -6,8 +6,8 @@
  * and chunk starts are multiples of 32 rows / 64 columns so that the same
  * micro-kernel tile shapes cover the same elements. Chunks are only made
  * when each one is still large (OpenBLAS switches to a different "small
- * matrix" kernel below about 1e6 multiply-adds), so results are bitwise
- * identical for any thread count; tests/test_threads.c checks it. */
+ * matrix" kernel at 1e6 multiply-adds and below), so results are bitwise
+ * identical for any thread count; tests/test_threads.c checks 1-8 threads. */
 #include "internal.h"
 
 #include <cblas.h>
@@ -76,7 +76,11 @@ static void linear_task(void *arg, size_t task, size_t thread)
 /* How to cut an [M, N] output over the pool: along the longer side (a row
  * chunk repacks all of the right operand and a column chunk all of the left
  * one, so cutting the long side duplicates the smaller operand), chunk
- * starts aligned, each chunk still large. Returns the number of chunks. */
+ * starts aligned, every chunk still large. "Every" includes the last one,
+ * which aligned starts can leave short (900 rows in chunks of 128 leave 4):
+ * below 1e6 multiply-adds OpenBLAS takes its small-matrix kernel, whose
+ * results differ in the last bits, and the split would then show in the
+ * output. Returns the number of chunks. */
 static size_t plan_split(const mha_ctx *ctx, size_t M, size_t N, size_t K, int allow_cols,
                          int *by_cols, size_t *chunk)
 {
@@ -87,9 +91,12 @@ static size_t plan_split(const mha_ctx *ctx, size_t M, size_t N, size_t K, int a
     for (size_t T = mha__pool_threads(ctx->pool); T > 1; T--) {
         size_t c = (dim + T - 1) / T;
         c = (c + align - 1) / align * align;
-        if (c < dim && (double)c * macs_per_unit >= MIN_CHUNK_MACS) {
+        if (c >= dim)
+            continue;
+        size_t n = (dim + c - 1) / c, last = dim - (n - 1) * c;
+        if ((double)last * macs_per_unit >= MIN_CHUNK_MACS) { /* last <= c */
             *chunk = c;
-            return (dim + c - 1) / c;
+            return n;
         }
     }
     return 1;
