@@ -8,9 +8,9 @@
  * spin is bounded in time (MHA__SPIN_NS), not in iterations: a sched_yield
  * takes ~0.25 us on an idle core (20000 of them, the old bound, ~5 ms) but
  * far longer when another thread is runnable; and after a call returns a
- * spinning worker takes a core from
- * whatever the caller runs next (OpenBLAS's idle workers spin ~0.1 s, which
- * is what slows libmha when both share a process; see README, Threads). */
+ * spinning worker takes a core from whatever the caller runs next
+ * (OpenBLAS's idle workers spin ~0.1 s, which is what slows libmha when
+ * both share a process; see README, Threads). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
