@@ -90,29 +90,41 @@ MHA__VEC void mha__vexp(float *x, size_t n)
         x[i] = exp_core(x[i]);
 }
 
-/* x[i] = act(x[i] + bias[i]) for RELU / GELU / GELU_TANH; bias may be NULL. */
+static inline float relu(float x) { return x < 0.0f ? 0.0f : x; /* NaN passes through */ }
+
+/* x[i] = act(x[i] + bias[i]) for RELU / GELU / GELU_TANH; bias may be NULL.
+ * One pass either way (the GEMM epilogue reads x from L3 at large shapes);
+ * without a bias nothing is added, so -0 stays -0. */
+#define ACT_LOOP(f)                                                                               \
+    do {                                                                                          \
+        if (bias)                                                                                 \
+            for (size_t i = 0; i < n; i++)                                                        \
+                x[i] = f(x[i] + bias[i]);                                                         \
+        else                                                                                      \
+            for (size_t i = 0; i < n; i++)                                                        \
+                x[i] = f(x[i]);                                                                   \
+    } while (0)
+
 MHA__VEC void mha__act_forward(int act, float *x, const float *bias, size_t n)
 {
-    if (bias)
-        for (size_t i = 0; i < n; i++)
-            x[i] += bias[i];
     switch (act) {
     case MHA_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            x[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN passes through */
+        ACT_LOOP(relu);
         break;
     case MHA_ACT_GELU:
-        for (size_t i = 0; i < n; i++)
-            x[i] = gelu_erf(x[i]);
+        ACT_LOOP(gelu_erf);
         break;
     case MHA_ACT_GELU_TANH:
-        for (size_t i = 0; i < n; i++)
-            x[i] = gelu_tanh(x[i]);
+        ACT_LOOP(gelu_tanh);
         break;
     default:
+        if (bias) /* no activation: the bias alone */
+            for (size_t i = 0; i < n; i++)
+                x[i] += bias[i];
         break;
     }
 }
+#undef ACT_LOOP
 
 /* u[i] = silu(u[i] + bias[i]) * g[i]; bias may be NULL. */
 MHA__VEC void mha__swiglu_forward(float *u, const float *g, const float *bias, size_t n)
