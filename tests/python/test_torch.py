@@ -58,19 +58,22 @@ MHA_CASES = [
 ]
 
 
-@pytest.mark.parametrize("B,Sq,Skv,D,H,lengths,causal,use_bias", MHA_CASES)
-def test_mha_matches_torch(B, Sq, Skv, D, H, lengths, causal, use_bias):
+def check_mha(B, Sq, Skv, D, H, lengths, causal, use_bias, n_threads, rng, nan_skips=False):
+    """nn.MultiheadAttention vs libmha on one case: output, attention weights,
+    the tiled path against the weights path, every gradient. Skv None: self.
+    nan_skips: a case where PyTorch gives NaN (a fully masked row; libmha's
+    zeros are tested on their own) is skipped instead of failing."""
     cross = Skv is not None
     Skv = Skv or Sq
     tm = nn.MultiheadAttention(D, H, batch_first=True)
     with torch.no_grad():
         tm.in_proj_bias.uniform_(-0.3, 0.3)
         tm.out_proj.bias.uniform_(-0.3, 0.3)
-    lm = libmha.from_torch(tm, n_threads=2)
-    q = RNG.standard_normal((B, Sq, D)).astype(np.float32)
-    k = RNG.standard_normal((B, Skv, D)).astype(np.float32) if cross else q
-    v = RNG.standard_normal((B, Skv, D)).astype(np.float32) if cross else q
-    bias = RNG.standard_normal((Sq, Skv)).astype(np.float32) if use_bias else None
+    lm = libmha.from_torch(tm, n_threads=n_threads)
+    q = rng.standard_normal((B, Sq, D)).astype(np.float32)
+    k = rng.standard_normal((B, Skv, D)).astype(np.float32) if cross else q
+    v = rng.standard_normal((B, Skv, D)).astype(np.float32) if cross else q
+    bias = rng.standard_normal((Sq, Skv)).astype(np.float32) if use_bias else None
     kpm, am = masks_for(B, Sq, Skv, lengths, causal, bias)
 
     tq = torch.tensor(q, requires_grad=True)
@@ -78,15 +81,19 @@ def test_mha_matches_torch(B, Sq, Skv, D, H, lengths, causal, use_bias):
     tv = torch.tensor(v, requires_grad=True) if cross else tq
     ty, tw = tm(tq, tk, tv, key_padding_mask=kpm, attn_mask=am, need_weights=True,
                 average_attn_weights=False)
-    dy = RNG.standard_normal(ty.shape).astype(np.float32)
+    if nan_skips and torch.isnan(ty).any():
+        pytest.skip("a fully masked row: PyTorch gives NaN")
+    dy = rng.standard_normal(ty.shape).astype(np.float32)
     (ty * torch.from_numpy(dy)).sum().backward()
 
     kw = dict(kv_lengths=lengths, attn_bias=bias, causal=causal)
-    y, w = lm.forward(q, k if cross else None, v if cross else None, need_weights=True, **kw)
+    kv = (k, v) if cross else (None, None)
+    y, w = lm.forward(q, *kv, need_weights=True, **kw)
     close(y, ty.detach().numpy(), 1e-4, "out")
     close(w, tw.detach().numpy(), 1e-4, "attn weights")
+    close(lm.forward(q, *kv, **kw), y, 1e-5, "out, tiled path vs weights path")
 
-    grads = lm.backward(dy, q, k if cross else None, v if cross else None, **kw)
+    grads = lm.backward(dy, q, *kv, **kw)
     if cross:
         grad_close(grads[0], tq.grad, "d_query")
         grad_close(grads[1], tk.grad, "d_key")
@@ -102,14 +109,18 @@ def test_mha_matches_torch(B, Sq, Skv, D, H, lengths, causal, use_bias):
     grad_close(lm.grad("bo"), tm.out_proj.bias.grad, "bo")
 
 
+@pytest.mark.parametrize("B,Sq,Skv,D,H,lengths,causal,use_bias", MHA_CASES)
+def test_mha_matches_torch(B, Sq, Skv, D, H, lengths, causal, use_bias):
+    check_mha(B, Sq, Skv, D, H, lengths, causal, use_bias, 2, RNG)
+
+
 ACTS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": nn.GELU(approximate="tanh")}
 
 
-@pytest.mark.parametrize("act,norm_first,shape", list(itertools.product(
-    ["relu", "gelu", "gelu_tanh"], [False, True], [(2, 7, None), (3, 5, [5, 2, 1])])))
-def test_encoder_layer_matches_torch(act, norm_first, shape):
-    B, S, lengths = shape
-    D, H, F = 24, 4, 40
+def check_layer(B, S, D, H, F, act, norm_first, lengths, causal, n_threads, rng,
+                nan_skips=False):
+    """nn.TransformerEncoderLayer vs libmha on one case: output, d_x and every
+    parameter gradient (nan_skips as in check_mha)."""
     tl = nn.TransformerEncoderLayer(D, H, F, dropout=0.0, activation=ACTS[act],
                                     batch_first=True, norm_first=norm_first)
     with torch.no_grad():
@@ -118,14 +129,15 @@ def test_encoder_layer_matches_torch(act, norm_first, shape):
         for p in (tl.norm1.bias, tl.norm2.bias, tl.self_attn.in_proj_bias, tl.linear1.bias):
             p.uniform_(-0.2, 0.2)
     tl.eval()
-    ll = libmha.from_torch(tl, n_threads=1)
+    ll = libmha.from_torch(tl, n_threads=n_threads)
     assert ll.config.activation == libmha.ACTIVATIONS[act]
-    x = RNG.standard_normal((B, S, D)).astype(np.float32)
-    causal = lengths is not None
+    x = rng.standard_normal((B, S, D)).astype(np.float32)
     kpm, am = masks_for(B, S, S, lengths, causal, None)
     tx = torch.tensor(x, requires_grad=True)  # grad enabled: PyTorch's reference path
     ty = tl(tx, src_mask=am, src_key_padding_mask=kpm)
-    dy = RNG.standard_normal(ty.shape).astype(np.float32)
+    if nan_skips and torch.isnan(ty).any():
+        pytest.skip("a fully masked row: PyTorch gives NaN")
+    dy = rng.standard_normal(ty.shape).astype(np.float32)
     (ty * torch.from_numpy(dy)).sum().backward()
 
     y = ll.forward(x, kv_lengths=lengths, causal=causal)
@@ -143,6 +155,13 @@ def test_encoder_layer_matches_torch(act, norm_first, shape):
                     ("ln1_weight", tl.norm1.weight), ("ln1_bias", tl.norm1.bias),
                     ("ln2_weight", tl.norm2.weight), ("ln2_bias", tl.norm2.bias)]:
         grad_close(ll.grad(name), p.grad, name)
+
+
+@pytest.mark.parametrize("act,norm_first,shape", list(itertools.product(
+    ["relu", "gelu", "gelu_tanh"], [False, True], [(2, 7, None), (3, 5, [5, 2, 1])])))
+def test_encoder_layer_matches_torch(act, norm_first, shape):
+    B, S, lengths = shape
+    check_layer(B, S, 24, 4, 40, act, norm_first, lengths, lengths is not None, 1, RNG)
 
 
 def test_ffn_swiglu_matches_numpy():
@@ -232,51 +251,23 @@ def test_version_and_path():
 # Random shapes (seeded per case): multi-block attention tiles (seq_kv up to
 # 600 > the 512-key forward tile, > the 128-key backward tile), odd widths,
 # masks in every combination, 1-4 threads (no GQA: PyTorch 1.13 has none).
+def random_heads(rng):
+    D = int(rng.choice([16, 24, 32, 64, 96]))
+    return D, int(rng.choice([h for h in (1, 2, 3, 4, 8) if D % h == 0]))
+
+
 @pytest.mark.parametrize("case", range(40))
 def test_random_mha_matches_torch(case):
     rng = np.random.default_rng(1000 + case)
     torch.manual_seed(1000 + case)
     B, Sq = int(rng.integers(1, 4)), int(rng.integers(1, 260))
-    cross = bool(rng.integers(0, 2))
-    Skv = int(rng.integers(1, 600)) if cross else Sq
-    D = int(rng.choice([16, 24, 32, 64, 96]))
-    H = int(rng.choice([h for h in (1, 2, 3, 4, 8) if D % h == 0]))
-    lengths = [int(rng.integers(1, Skv + 1)) for _ in range(B)] if rng.integers(0, 2) else None
+    Skv = int(rng.integers(1, 600)) if rng.integers(0, 2) else None
+    D, H = random_heads(rng)
+    lengths = ([int(rng.integers(1, (Skv or Sq) + 1)) for _ in range(B)]
+               if rng.integers(0, 2) else None)
     causal, use_bias = bool(rng.integers(0, 2)), bool(rng.integers(0, 3) == 0)
-    tm = nn.MultiheadAttention(D, H, batch_first=True)
-    with torch.no_grad():
-        tm.in_proj_bias.uniform_(-0.3, 0.3)
-        tm.out_proj.bias.uniform_(-0.3, 0.3)
-    lm = libmha.from_torch(tm, n_threads=int(rng.integers(1, 5)))
-    q = rng.standard_normal((B, Sq, D)).astype(np.float32)
-    k = rng.standard_normal((B, Skv, D)).astype(np.float32) if cross else q
-    v = rng.standard_normal((B, Skv, D)).astype(np.float32) if cross else q
-    bias = rng.standard_normal((Sq, Skv)).astype(np.float32) if use_bias else None
-    kpm, am = masks_for(B, Sq, Skv, lengths, causal, bias)
-    tq = torch.tensor(q, requires_grad=True)
-    tk = torch.tensor(k, requires_grad=True) if cross else tq
-    tv = torch.tensor(v, requires_grad=True) if cross else tq
-    ty, tw = tm(tq, tk, tv, key_padding_mask=kpm, attn_mask=am, need_weights=True,
-                average_attn_weights=False)
-    if torch.isnan(ty).any():
-        pytest.skip("a fully masked row: PyTorch gives NaN (libmha's zeros are tested above)")
-    dy = rng.standard_normal(ty.shape).astype(np.float32)
-    (ty * torch.from_numpy(dy)).sum().backward()
-
-    kw = dict(kv_lengths=lengths, attn_bias=bias, causal=causal)
-    kv = (k, v) if cross else (None, None)
-    y, w = lm.forward(q, *kv, need_weights=True, **kw)
-    close(y, ty.detach().numpy(), 1e-4, "out")
-    close(w, tw.detach().numpy(), 1e-4, "attn weights")
-    close(lm.forward(q, *kv, **kw), y, 1e-5, "out, tiled path vs weights path")
-    grads = lm.backward(dy, q, *kv, **kw)
-    refs = (tq.grad, tk.grad, tv.grad) if cross else (tq.grad,)
-    for got, ref, what in zip(grads if cross else (grads,), refs, ("d_query", "d_key", "d_value")):
-        grad_close(got, ref, what)
-    gw = tm.in_proj_weight.grad.numpy()
-    for i, n in enumerate(["q", "k", "v"]):
-        grad_close(lm.grad("w" + n), gw[i * D:(i + 1) * D], "w" + n)
-    grad_close(lm.grad("wo"), tm.out_proj.weight.grad, "wo")
+    check_mha(B, Sq, Skv, D, H, lengths, causal, use_bias, int(rng.integers(1, 5)), rng,
+              nan_skips=True)
 
 
 @pytest.mark.parametrize("case", range(20))
@@ -284,33 +275,8 @@ def test_random_layer_matches_torch(case):
     rng = np.random.default_rng(2000 + case)
     torch.manual_seed(2000 + case)
     B, S = int(rng.integers(1, 4)), int(rng.integers(1, 300))
-    D = int(rng.choice([16, 24, 32, 64, 96]))
-    H = int(rng.choice([h for h in (1, 2, 3, 4, 8) if D % h == 0]))
+    D, H = random_heads(rng)
     F, act = D * int(rng.integers(1, 5)), str(rng.choice(["relu", "gelu", "gelu_tanh"]))
     lengths = [int(rng.integers(1, S + 1)) for _ in range(B)] if rng.integers(0, 2) else None
-    causal = bool(rng.integers(0, 2))
-    tl = nn.TransformerEncoderLayer(D, H, F, dropout=0.0, activation=ACTS[act], batch_first=True,
-                                    norm_first=bool(rng.integers(0, 2)))
-    with torch.no_grad():
-        for p in (tl.norm1.weight, tl.norm2.weight):
-            p.uniform_(0.7, 1.3)
-        for p in (tl.norm1.bias, tl.norm2.bias, tl.self_attn.in_proj_bias, tl.linear1.bias):
-            p.uniform_(-0.2, 0.2)
-    tl.eval()
-    ll = libmha.from_torch(tl, n_threads=int(rng.integers(1, 5)))
-    x = rng.standard_normal((B, S, D)).astype(np.float32)
-    kpm, am = masks_for(B, S, S, lengths, causal, None)
-    tx = torch.tensor(x, requires_grad=True)
-    ty = tl(tx, src_mask=am, src_key_padding_mask=kpm)
-    if torch.isnan(ty).any():
-        pytest.skip("a fully masked row: PyTorch gives NaN")
-    dy = rng.standard_normal(ty.shape).astype(np.float32)
-    (ty * torch.from_numpy(dy)).sum().backward()
-
-    close(ll.forward(x, kv_lengths=lengths, causal=causal), ty.detach().numpy(), 1e-4, "out")
-    grad_close(ll.backward(dy, x, kv_lengths=lengths, causal=causal), tx.grad, "d_x")
-    sa = tl.self_attn
-    for name, p in [("wo", sa.out_proj.weight), ("w1", tl.linear1.weight),
-                    ("b1", tl.linear1.bias), ("w2", tl.linear2.weight),
-                    ("ln1_weight", tl.norm1.weight), ("ln2_bias", tl.norm2.bias)]:
-        grad_close(ll.grad(name), p.grad, name)
+    check_layer(B, S, D, H, F, act, bool(rng.integers(0, 2)), lengths,
+                bool(rng.integers(0, 2)), int(rng.integers(1, 5)), rng, nan_skips=True)
