@@ -116,7 +116,7 @@ def pair_worker(a):
         st = run_l()
         dt = time.perf_counter() - t0
         if st:
-            raise RuntimeError(f"libmha: {libmha._lib.mha_strerror(st).decode()}")
+            raise RuntimeError(f"libmha: {L.mha_strerror(st).decode()}")
         return dt * 1e3
 
     def torch_call():
