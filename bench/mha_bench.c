@@ -231,7 +231,8 @@ static void time_pair(bench_fn a, bench_fn b, void *arg, int warmup, int reps, t
     int done[2] = {-warmup, -warmup}; /* negative: warm-up calls still to make */
     for (int round = 0; done[0] < reps || done[1] < reps; round++) {
         for (int k = 0; k < 2; k++) {
-            int run_b = (k + round) & 1, n = block;
+            int run_b = (k + round) & 1;
+            bench_fn fn = run_b ? b : a;
             if (done[run_b] >= reps)
                 continue;
             if (run_b && before_b)
@@ -239,11 +240,11 @@ static void time_pair(bench_fn a, bench_fn b, void *arg, int warmup, int reps, t
             if (threads > 1) {
                 struct timespec pause = {0, 150 * 1000 * 1000};
                 nanosleep(&pause, NULL);
-                (run_b ? b : a)(arg);
+                fn(arg);
             }
-            for (int i = 0; i < n && done[run_b] < reps; i++) {
+            for (int i = 0; i < block && done[run_b] < reps; i++) {
                 double t0 = now_ms();
-                (run_b ? b : a)(arg);
+                fn(arg);
                 double dt = now_ms() - t0;
                 if (done[run_b] >= 0)
                     t[run_b * reps + done[run_b]] = dt;
