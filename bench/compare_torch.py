@@ -182,24 +182,24 @@ def env_for(threads):
     return e
 
 
+def case_args(a, op, B, S, threads):
+    """The options mha_bench and the pair worker both take, for one case."""
+    return (["--op", op, "--batch", str(B), "--seq", str(S), "--d-model", str(a.d_model),
+             "--heads", str(a.heads), "--d-ff", str(a.d_ff), "--activation", a.activation,
+             "--threads", str(threads), "--reps", str(a.reps)]
+            + (["--causal"] if a.causal else []))
+
+
 def run_bench(a, op, B, S, threads, naive):
-    cmd = [a.bench, "--json", "--op", op, "--batch", str(B), "--seq", str(S),
-           "--d-model", str(a.d_model), "--heads", str(a.heads), "--d-ff", str(a.d_ff),
-           "--activation", a.activation, "--threads", str(threads), "--reps", str(a.reps),
-           "--naive-max", "30" if naive else "0"]
-    if a.causal:
-        cmd.append("--causal")
+    cmd = ([a.bench, "--json", "--naive-max", "30" if naive else "0"]
+           + case_args(a, op, B, S, threads))
     out = subprocess.run(cmd, env=env_for(threads), check=True, capture_output=True, text=True)
     return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
 
 
 def run_pair(a, op, B, S, threads):
-    cmd = [sys.executable, os.path.abspath(__file__), "--pair-worker", "--op", op,
-           "--batch", str(B), "--seq", str(S), "--d-model", str(a.d_model),
-           "--heads", str(a.heads), "--d-ff", str(a.d_ff), "--activation", a.activation,
-           "--threads", str(threads), "--reps", str(a.reps)]
-    if a.causal:
-        cmd.append("--causal")
+    cmd = ([sys.executable, os.path.abspath(__file__), "--pair-worker"]
+           + case_args(a, op, B, S, threads))
     env = env_for(threads)
     env.setdefault("LIBMHA_PATH", os.path.join(os.path.dirname(a.bench), "..", "libmha.so"))
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
