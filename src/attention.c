@@ -7,11 +7,11 @@
  * order. Per task, for each key block:
  *   S = scale * Q_blk K_blk^T          (sgemm, scale folded into alpha)
  *   P = exp(S + bias - m_new), masks   (online softmax, running max m, sum l)
- *   O = alpha * O + P V_blk            (sgemm, beta = 1)
+ *   O = alpha * O + P V_blk            (sgemm, beta = 1; 0 on the first block)
  * and at the end O /= l. Extra memory is one BQ x BK tile per thread.
  *
- * Block sizes: mha__choose_blocks (context.c); 256 query rows x 512 keys
- * at d_head 64 on a 1.25 MiB L2. Measurements in README, "Block sizes". */
+ * Block sizes: mha__choose_blocks (context.c); 512 query rows x 512 keys
+ * at d_head 64 on a 2 MiB L2. Measurements in README, "Block sizes". */
 #include "internal.h"
 
 #include <cblas.h>
@@ -60,7 +60,8 @@ static void core_task(void *arg, size_t task, size_t thread)
         kend = bk = lds = Skv;
 
     for (size_t r = 0; r < nq; r++) {
-        memset(O + r * dq, 0, dh * sizeof(float));
+        if (kend == 0) /* no key at all: the rows stay zeros */
+            memset(O + r * dq, 0, dh * sizeof(float));
         m[r] = -INFINITY;
         l[r] = 0.0f;
     }
@@ -76,11 +77,12 @@ static void core_task(void *arg, size_t task, size_t thread)
             size_t nv = lim > k0 ? mha__min(lim - k0, nk) : 0;
             const float *bias = v->attn_bias ? v->attn_bias + (q0 + r) * Skv + k0 : NULL;
             float alpha = mha__softmax_online_row(S + r * lds, bias, nv, nk, &m[r], &l[r]);
-            if (alpha != 1.0f)
+            if (alpha != 1.0f && k0 > 0)
                 mha__scale_row(O + r * dq, alpha, dh);
         }
+        /* The first block overwrites O (beta 0): no zero-fill pass before. */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)dh, (int)nk, 1.0f, S,
-                    (int)lds, V + k0 * J->ldv, (int)J->ldv, 1.0f, O, (int)dq);
+                    (int)lds, V + k0 * J->ldv, (int)J->ldv, k0 > 0 ? 1.0f : 0.0f, O, (int)dq);
     }
     float *lse = J->lse ? J->lse + (b * H + h) * Sq + q0 : NULL;
     for (size_t r = 0; r < nq; r++) {

@@ -72,8 +72,10 @@ static mha_status config_check(const mha_config *cfg, mha_ctx *c)
  * tile (BQ x BK), the K and V blocks (2 x BK x dh) and the Q and O blocks
  * (2 x BQ x dh) are reused by every sgemm of a key block, so they should
  * stay in the core's L2 (the sgemm packs them into L1 itself). Start from
- * 256 x 512 (measured best on a 1.25 MiB L2, README "Block sizes") and
- * halve BK, then BQ, until that working set fits in 3/4 of L2. */
+ * 512 x 512 and halve the larger side (BQ on a tie) until that working set
+ * fits in 3/4 of L2: at d_head 64, 512 x 512 on a 2 MiB L2 and 256 x 512 on
+ * a 1.25 MiB one, each measured best on such a machine (README "Block
+ * sizes"). */
 void mha__choose_blocks(size_t d_head, size_t *bq, size_t *bk)
 {
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
@@ -136,9 +138,9 @@ mha_status mha__ws_reserve(mha_ctx *ctx, size_t n)
     size_t bytes;
     if (mha__mul(n, sizeof(float), &bytes))
         return MHA_ERR_OVERFLOW;
-    /* 64-byte alignment for the vector kernels; the old contents are dead. */
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0)
+    /* the old contents are dead: no copy */
+    void *p = mha__big_alloc(bytes);
+    if (!p)
         return MHA_ERR_NO_MEMORY;
     free(ctx->ws);
     ctx->ws = p;

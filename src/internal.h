@@ -90,6 +90,11 @@ struct mha_ctx {
 
 /* params.c */
 mha_status mha__params_layout(mha_ctx *ctx);
+
+/* memory.c: large buffers, on huge pages where the kernel gives them;
+ * released with free(). NULL on failure or overflow. */
+void *mha__big_alloc(size_t bytes);
+void *mha__big_calloc(size_t n, size_t size);
 static inline float *mha__p(const mha_ctx *ctx, mha_param p) { return ctx->params + ctx->param_off[p]; }
 static inline const float *mha__p_opt(const mha_ctx *ctx, mha_param p)
 {
@@ -202,8 +207,12 @@ void mha__layernorm_backward(mha_ctx *ctx, float *dx, int accumulate, const floa
                              size_t D, float eps, float *partials);
 
 /* attention.c / attention_backward.c */
-#define MHA_ATTN_BQ 256 /* largest query rows per forward tile */
+#ifndef MHA_ATTN_BQ
+#define MHA_ATTN_BQ 512 /* largest query rows per forward tile (-D to measure others) */
+#endif
+#ifndef MHA_ATTN_BK
 #define MHA_ATTN_BK 512 /* largest keys per forward tile */
+#endif
 #define MHA_ATTN_BWD_BQ 128 /* backward tiles: two live per thread (P and dS) */
 #define MHA_ATTN_BWD_BK 128
 /* The forward tile for this context, from the L2 size (context.c). */

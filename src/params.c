@@ -50,7 +50,7 @@ mha_status mha__params_layout(mha_ctx *ctx)
     size_t bytes;
     if (mha__mul(off, sizeof(float), &bytes))
         return MHA_ERR_OVERFLOW;
-    ctx->params = malloc(bytes);
+    ctx->params = mha__big_alloc(bytes);
     ctx->params_total = off;
     return ctx->params ? MHA_OK : MHA_ERR_NO_MEMORY;
 }
@@ -58,7 +58,7 @@ mha_status mha__params_layout(mha_ctx *ctx)
 mha_status mha__grads_ready(mha_ctx *ctx)
 {
     if (!ctx->grads)
-        ctx->grads = calloc(ctx->params_total, sizeof(float));
+        ctx->grads = mha__big_calloc(ctx->params_total, sizeof(float));
     return ctx->grads ? MHA_OK : MHA_ERR_NO_MEMORY;
 }
 
