@@ -1,4 +1,4 @@
-/* test_kernels.c - the softmax rows of src/math.c, which this test compiles in
+/* test_kernels.c - the softmax rows and the GELU of src/math.c, which this test compiles in
  * (they are internal): the dispatching versions (hand-written AVX-512 where
  * the CPU has it) must equal the portable vector-extension versions bit for
  * bit, and both must match exp in double precision. Rows of every length
@@ -154,12 +154,84 @@ static void online_row_matches_exp(void **st)
     free(s0);
 }
 
+/* Inputs for the GELU: a random spread plus every special value, both sides
+ * of the erf clamp at |x| = 4 sqrt(2), and a bias that may add more. */
+static void fill_gelu(float *x, float *bias, size_t n)
+{
+    static const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 5.656854f,
+                                     5.656855f, -5.656854f, -5.656855f, 1e-30f, -1e-30f, 40.0f,
+                                     -40.0f, 3e38f, -3e38f};
+    for (size_t j = 0; j < n; j++) {
+        x[j] = (float)(rng_uniform() * 6.0);
+        bias[j] = (float)(rng_uniform() * 0.5);
+        if (rng_uniform() > 0.7)
+            x[j] = specials[(size_t)((rng_uniform() + 1.0) * 7.49)];
+    }
+}
+
+static void gelu_matches_portable(void **st)
+{
+    (void)st;
+    if (!have_avx512())
+        skip();
+    rng_seed(14);
+    const size_t N = 1030;
+    float *a = malloc(N * 4), *b = malloc(N * 4), *bias = malloc(N * 4);
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++)
+        for (int variant = 0; variant < 8; variant++) {
+            size_t n = lengths[li];
+            fill_gelu(a, bias, n);
+            memcpy(b, a, n * 4);
+            const float *bp = variant % 2 ? bias : NULL;
+            mha__act_forward(MHA_ACT_GELU, a, bp, n);
+            mha__act_forward_portable(MHA_ACT_GELU, b, bp, n);
+            char what[64];
+            snprintf(what, sizeof what, "gelu, n %zu, bias %d", n, bp != NULL);
+            assert_same_row(a, b, n, what);
+        }
+    free(a);
+    free(b);
+    free(bias);
+}
+
+/* Against x Phi(x) in double: within 2.5e-7 (1 + |x|) absolute (erf's own
+ * error, up to 3.4e-7, scaled by x / 2, and float rounding) plus a few
+ * ulps; NaN and +inf kept. */
+static void gelu_matches_erf(void **st)
+{
+    (void)st;
+    rng_seed(15);
+    const size_t N = 1030;
+    float *x = malloc(N * 4), *x0 = malloc(N * 4), *bias = malloc(N * 4);
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
+        size_t n = lengths[li];
+        fill_gelu(x0, bias, n);
+        memcpy(x, x0, n * 4);
+        mha__act_forward(MHA_ACT_GELU, x, bias, n);
+        for (size_t j = 0; j < n; j++) {
+            float in = x0[j] + bias[j];
+            double want = 0.5 * in * (1.0 + erf(in / sqrt(2.0)));
+            if (isnan(in) || in == -INFINITY) /* -inf: 0.5 x (1 + erf) is -inf * 0 */
+                assert_true(isnan(x[j]));
+            else if (in == INFINITY)
+                assert_true(x[j] == INFINITY);
+            else if (fabs(x[j] - want) > 2.5e-7 * (1.0 + fabs(in)) + 5e-7 * fabs(want))
+                fail_msg("gelu(%.9g) = %.9g, want %.9g", (double)in, (double)x[j], want);
+        }
+    }
+    free(x);
+    free(x0);
+    free(bias);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(online_row_matches_portable),
         cmocka_unit_test(recompute_row_matches_portable),
         cmocka_unit_test(online_row_matches_exp),
+        cmocka_unit_test(gelu_matches_portable),
+        cmocka_unit_test(gelu_matches_erf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
