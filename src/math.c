@@ -181,12 +181,40 @@ static MHA__INLINE void exp_v(vf *x)
     *x = VSELECT(in > hi, VSPLAT(INFINITY), y);
 }
 
+/* The lanes summed as a tree of halves: lane k + lane k+8, then k + k+4,
+ * k + k+2, k + k+1. hsum_avx512 adds the same pairs, so both round alike. */
 static MHA__INLINE float hsum(const vf *v)
 {
-    float s = 0.0f;
-    for (int k = 0; k < LANES; k++)
-        s += (*v)[k];
-    return s;
+    float t[LANES];
+    memcpy(t, v, sizeof t);
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++)
+            t[k] += t[k + w];
+    return t[0];
+}
+
+/* *x = s[0, LANES) + bias[0, LANES), written back to s; no add without a bias. */
+static MHA__INLINE void load_bias(vf *x, float *s, const float *bias)
+{
+    memcpy(x, s, sizeof *x);
+    if (bias) {
+        vf b;
+        memcpy(&b, bias, sizeof b);
+        *x += b;
+        memcpy(s, x, sizeof *x);
+    }
+}
+
+/* The largest lane (the lanes hold no NaN). Max is exact, so any order gives
+ * the same value but for the sign of a zero; callers add +0.0f to the row's
+ * max, which makes that -0 a +0 (and changes nothing else: exp(s - m) is
+ * the same for m = +-0). */
+static MHA__INLINE float hmax(const vf *v)
+{
+    float mx = (*v)[0];
+    for (int k = 1; k < LANES; k++)
+        mx = (*v)[k] > mx ? (*v)[k] : mx;
+    return mx;
 }
 
 /* One row of an online softmax over a score tile (FlashAttention).
@@ -200,24 +228,26 @@ MHA__VEC float mha__softmax_online_row_portable(float *s, const float *bias, siz
                                                 size_t n, float *m, float *l)
 {
     size_t j, nv = n_valid / LANES * LANES;
-    vf vmx = VSPLAT(-INFINITY), x, b;
-    for (j = 0; j < nv; j += LANES) {
-        memcpy(&x, s + j, sizeof x);
-        if (bias) {
-            memcpy(&b, bias + j, sizeof b);
-            x += b;
-            memcpy(s + j, &x, sizeof x);
+    /* two running maxima (even and odd vectors): two dependency chains */
+    vf vmx0 = VSPLAT(-INFINITY), vmx1 = vmx0, x, y;
+    for (j = 0; j < nv; j += 2 * LANES) {
+        load_bias(&x, s + j, bias ? bias + j : NULL);
+        vmx0 = VSELECT(x > vmx0, x, vmx0); /* NaN is skipped */
+        if (j + LANES < nv) {
+            load_bias(&y, s + j + LANES, bias ? bias + j + LANES : NULL);
+            vmx1 = VSELECT(y > vmx1, y, vmx1);
         }
-        vmx = VSELECT(x > vmx, x, vmx);
     }
+    j = nv;
     float mx = -INFINITY;
     for (; j < n_valid; j++) {
         if (bias)
             s[j] += bias[j];
         mx = s[j] > mx ? s[j] : mx;
     }
-    for (int k = 0; k < LANES; k++)
-        mx = vmx[k] > mx ? vmx[k] : mx;
+    vmx0 = VSELECT(vmx1 > vmx0, vmx1, vmx0);
+    float vm = hmax(&vmx0);
+    mx = (vm > mx ? vm : mx) + 0.0f; /* -0 -> +0: see hmax */
 
     float m_old = *m, m_new = mx > m_old ? mx : m_old, sum = 0.0f;
     if (m_new == -INFINITY) {
@@ -404,28 +434,50 @@ static inline MHA__AVX512_FN __m512 exp_avx512(__m512 x)
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
+static inline MHA__AVX512_FN __m512 load_bias_avx512(float *s, const float *bias)
+{
+    __m512 x = _mm512_loadu_ps(s);
+    if (bias) {
+        x = _mm512_add_ps(x, _mm512_loadu_ps(bias));
+        _mm512_storeu_ps(s, x);
+    }
+    return x;
+}
+
+/* hsum's tree: lanes k + k+8, k + k+4, k + k+2, k + k+1 (IEEE addition
+ * commutes, so only the pairs matter). */
+static inline MHA__AVX512_FN float hsum_avx512(__m512 v)
+{
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 a8 = _mm256_add_ps(lo, hi);
+    __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+    __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+    __m128 a1 = _mm_add_ss(a2, _mm_shuffle_ps(a2, a2, 1));
+    return _mm_cvtss_f32(a1);
+}
+
 static MHA__AVX512_FN float online_row_avx512(float *s, const float *bias, size_t n_valid,
                                               size_t n, float *m, float *l)
 {
     size_t j, nv = n_valid / LANES * LANES;
-    __m512 vmx = _mm512_set1_ps(-INFINITY);
-    for (j = 0; j < nv; j += LANES) {
-        __m512 x = _mm512_loadu_ps(s + j);
-        if (bias) {
-            x = _mm512_add_ps(x, _mm512_loadu_ps(bias + j));
-            _mm512_storeu_ps(s + j, x);
-        }
-        vmx = _mm512_max_ps(x, vmx); /* x > vmx ? x : vmx: NaN is skipped */
+    __m512 vmx0 = _mm512_set1_ps(-INFINITY), vmx1 = vmx0;
+    for (j = 0; j < nv; j += 2 * LANES) {
+        /* max(x, vmx) = x > vmx ? x : vmx: NaN is skipped */
+        vmx0 = _mm512_max_ps(load_bias_avx512(s + j, bias ? bias + j : NULL), vmx0);
+        if (j + LANES < nv)
+            vmx1 = _mm512_max_ps(load_bias_avx512(s + j + LANES, bias ? bias + j + LANES : NULL),
+                                 vmx1);
     }
-    float mx = -INFINITY, lane[LANES];
+    j = nv;
+    float mx = -INFINITY;
     for (; j < n_valid; j++) {
         if (bias)
             s[j] += bias[j];
         mx = s[j] > mx ? s[j] : mx;
     }
-    _mm512_storeu_ps(lane, vmx);
-    for (int k = 0; k < LANES; k++)
-        mx = lane[k] > mx ? lane[k] : mx;
+    float lm = _mm512_reduce_max_ps(_mm512_max_ps(vmx1, vmx0));
+    mx = (lm > mx ? lm : mx) + 0.0f; /* -0 -> +0: see hmax */
 
     float m_old = *m, m_new = mx > m_old ? mx : m_old;
     if (m_new == -INFINITY) /* nothing finite yet: the rare path, shared */
@@ -441,11 +493,7 @@ static MHA__AVX512_FN float online_row_avx512(float *s, const float *bias, size_
         s[j] = exp_core(s[j] - m_new);
         sum += s[j];
     }
-    _mm512_storeu_ps(lane, acc);
-    float hs = 0.0f;
-    for (int k = 0; k < LANES; k++)
-        hs += lane[k];
-    sum += hs;
+    sum += hsum_avx512(acc);
     for (j = n_valid; j < n; j++)
         s[j] = 0.0f;
 

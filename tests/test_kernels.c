@@ -40,6 +40,8 @@ static void fill_scores(float *s, size_t n, double scale, int specials)
             s[j] = (float)(-87.0 + rng_uniform()); /* around the underflow cut-off */
         else if (u < -0.98)
             s[j] = NAN;
+        else if (u < -0.9) /* signed zeros: the max of a row of negatives */
+            s[j] = u < -0.94 ? -0.0f : 0.0f;
     }
 }
 
@@ -81,6 +83,22 @@ static void online_row_matches_portable(void **st)
             snprintf(what, sizeof what, "online p, n %zu, n_valid %zu", n, nv);
             assert_same_row(a, b, n, what);
             assert_true(same(ma, mb) && same(la, lb) && same(alpha_a, alpha_b));
+        }
+    /* Rows <= 0 with +0 and -0 mixed: a zero is the max, and which zero a
+     * reduction meets first depends on its order. */
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++)
+        for (int variant = 0; variant < 16; variant++) {
+            size_t n = lengths[li];
+            for (size_t j = 0; j < n; j++) {
+                double u = rng_uniform();
+                a[j] = u > 0.3 ? (float)(u - 1.5) : u > -0.3 ? 0.0f : -0.0f;
+            }
+            memcpy(b, a, n * 4);
+            float ma = -INFINITY, la = 0.0f, mb = -INFINITY, lb = 0.0f;
+            mha__softmax_online_row(a, NULL, n, n, &ma, &la);
+            mha__softmax_online_row_portable(b, NULL, n, n, &mb, &lb);
+            assert_same_row(a, b, n, "zeros as the max");
+            assert_true(same(ma, mb) && same(la, lb));
         }
     free(a);
     free(b);
