@@ -185,7 +185,9 @@ static inline void mha_config_init(mha_config *cfg)
 typedef struct mha_ctx mha_ctx; /* opaque */
 
 /* Creates a context for cfg: validates it, allocates the weights (unset),
- * starts n_threads - 1 worker threads.
+ * starts n_threads - 1 worker threads. Buffers of 2 MiB and more (weights,
+ * gradients, workspace) are 2 MiB-aligned and advised for transparent huge
+ * pages (Linux madvise; a hint, nothing fails without it).
  * On success *out is the new context; on any error *out is NULL (when out is
  * not NULL).
  * Statuses: MHA_OK, MHA_ERR_NULL_ARG (cfg or out), MHA_ERR_STRUCT_SIZE,

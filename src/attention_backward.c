@@ -128,7 +128,6 @@ void mha__attn_backward(mha_ctx *ctx, const mha__attn_view *v, const mha__attn_w
     mha__pool_run(ctx->pool, v->batch * ctx->n_kv_heads, bwd_task, &J);
 
     if (v->self) {
-        /* [dQ|dK|dV] and WQ|WK|WV are contiguous: one GEMM each way. */
         /* [dQ|dK|dV], WQ|WK|WV and BQ|BK|BV are contiguous (grads share the
          * parameters' layout): one GEMM each way and one column sum. */
         projection_backward(ctx, Nq, dq + 2 * dkv, ws + w->dq, w->ldq, xq, MHA_PARAM_WQ,

@@ -214,8 +214,12 @@ void mha__layernorm_backward(mha_ctx *ctx, float *dx, int accumulate, const floa
 #ifndef MHA_ATTN_BK
 #define MHA_ATTN_BK 512 /* largest keys per forward tile */
 #endif
+#ifndef MHA_ATTN_BWD_BQ
 #define MHA_ATTN_BWD_BQ 128 /* backward tiles: two live per thread (P and dS) */
+#endif
+#ifndef MHA_ATTN_BWD_BK
 #define MHA_ATTN_BWD_BK 128
+#endif
 /* The forward tile for this context, from the L2 size (context.c). */
 void mha__choose_blocks(size_t d_head, size_t *bq, size_t *bk);
 /* Keys j < mha__row_limit(i) are visible to query i (kv_lengths and the
