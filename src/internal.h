@@ -88,13 +88,13 @@ struct mha_ctx {
     mha__pool *pool;
 };
 
-/* params.c */
-mha_status mha__params_layout(mha_ctx *ctx);
-
 /* memory.c: large buffers, on huge pages where the kernel gives them;
  * released with free(). NULL on failure or overflow. */
 void *mha__big_alloc(size_t bytes);
 void *mha__big_calloc(size_t n, size_t size);
+
+/* params.c */
+mha_status mha__params_layout(mha_ctx *ctx);
 static inline float *mha__p(const mha_ctx *ctx, mha_param p) { return ctx->params + ctx->param_off[p]; }
 static inline const float *mha__p_opt(const mha_ctx *ctx, mha_param p)
 {

@@ -402,10 +402,10 @@ MHA__VEC float mha__dot(const float *a, const float *b, size_t n)
 
 /* ---- AVX-512 softmax rows and GELU ----
  * The exp of the softmax is most of libmha's own (non-sgemm) time in
- * attention, the GELU most of it in the FFN. Written with intrinsics it takes about 2/3 of the vector-
- * extension loop's time: vscalefps applies 2^n (and underflows/overflows
- * to 0/inf by itself), so only the x < -87 lanes need a mask, and the max
- * pass is one vmaxps. The arithmetic is exp_core's, operation for operation
+ * attention, the GELU most of it in the FFN. Written with intrinsics the
+ * softmax row takes about 2/3 of the vector-extension loop's time:
+ * vscalefps applies 2^n (and underflows/overflows to 0/inf by itself), so
+ * only the x < -87 lanes need a mask, and the max pass is one vmaxps. The arithmetic is exp_core's, operation for operation
  * (same FMAs, same summation order), so results are bitwise those of the
  * other builds; tests/test_kernels.c compares them. */
 #if MHA__AVX512
