@@ -5,9 +5,9 @@
  * (MADV_HUGEPAGE; Debian's default THP mode is "madvise", so without asking
  * there are none). OpenBLAS packs the weights on every call, reading each
  * row of W (3 KiB at d_model 768) from another 4 KiB page; with huge pages
- * the same sgemm calls ran 1.5-2.5 % faster here (bench/results,
- * README "Memory"). Smaller buffers are 64-byte aligned, as the vector
- * kernels want. Either way the buffer is released with free(). */
+ * the same sgemm calls ran 1.5-2.5 % faster here (README, "Memory").
+ * Smaller buffers are 64-byte aligned, as the vector kernels want. Either
+ * way the buffer is released with free(). */
 #include "internal.h"
 
 #include <stdlib.h>

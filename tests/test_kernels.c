@@ -1,9 +1,10 @@
-/* test_kernels.c - the softmax rows and the GELU of src/math.c, which this test compiles in
- * (they are internal): the dispatching versions (hand-written AVX-512 where
- * the CPU has it) must equal the portable vector-extension versions bit for
- * bit, and both must match exp in double precision. Rows of every length
- * around the 16-lane width, with masked tails, -inf / NaN / +inf scores,
- * arguments around exp's -87 and +88 cut-offs, and running max / sum carried
+/* test_kernels.c - the softmax rows and the GELU of src/math.c, which this
+ * test compiles in (they are internal): the dispatching versions
+ * (hand-written AVX-512 where the CPU has it) must equal the portable
+ * vector-extension versions bit for bit, and both must match exp / erf in
+ * double precision. Rows of every length around the 16-lane width, with
+ * masked tails, -inf / NaN / +inf / signed-zero scores, arguments around
+ * exp's -87 and +88 cut-offs and erf's clamp, and running max / sum carried
  * over from an earlier block. */
 #include "testutil.h"
 
