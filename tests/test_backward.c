@@ -367,6 +367,21 @@ static void backward_errors(void **s)
 /* ---- values kept by a training-mode forward for the next backward ---- */
 
 /* d_x and every parameter gradient of one layer backward, in one buffer. */
+/* Self-attention arguments over x [B, S, d_model]; out y (may be NULL). */
+static mha_attn_args self_args(size_t B, size_t S, const float *x, float *y, const int32_t *len,
+                               int causal)
+{
+    mha_attn_args a;
+    mha_attn_args_init(&a);
+    a.batch = B;
+    a.seq_q = S;
+    a.query = x;
+    a.out = y;
+    a.kv_lengths = len;
+    a.causal = causal;
+    return a;
+}
+
 static float *layer_grads(mha_ctx *ctx, const float *x, const float *dy, size_t B, size_t S,
                           const int32_t *len, int causal, size_t *n_out)
 {
@@ -374,13 +389,7 @@ static float *layer_grads(mha_ctx *ctx, const float *x, const float *dy, size_t 
     for (int p = 0; p < MHA_PARAM_COUNT; p++)
         n += mha_param_count(ctx, (mha_param)p);
     float *r = malloc(n * sizeof(float)), *at = r + B * S * D;
-    mha_attn_args a;
-    mha_attn_args_init(&a);
-    a.batch = B;
-    a.seq_q = S;
-    a.query = x;
-    a.kv_lengths = len;
-    a.causal = causal;
+    mha_attn_args a = self_args(B, S, x, NULL, len, causal);
     mha_grad_args g;
     mha_grad_args_init(&g);
     g.d_out = dy;
@@ -400,14 +409,7 @@ static float *layer_grads(mha_ctx *ctx, const float *x, const float *dy, size_t 
 static void layer_fwd(mha_ctx *ctx, const float *x, float *y, size_t B, size_t S,
                       const int32_t *len, int causal)
 {
-    mha_attn_args a;
-    mha_attn_args_init(&a);
-    a.batch = B;
-    a.seq_q = S;
-    a.query = x;
-    a.out = y;
-    a.kv_lengths = len;
-    a.causal = causal;
+    mha_attn_args a = self_args(B, S, x, y, len, causal);
     assert_int_equal(mha_layer_forward(ctx, &a), MHA_OK);
 }
 
@@ -469,14 +471,7 @@ static void kept_values_never_stale(void **s)
                 assert_int_equal(mha_ffn_forward(t.ctx, y, x2, B * S), MHA_OK);
                 break;
             case 7: {
-                mha_attn_args a;
-                mha_attn_args_init(&a);
-                a.batch = B;
-                a.seq_q = S;
-                a.query = xin;
-                a.out = y;
-                a.kv_lengths = len;
-                a.causal = 1;
+                mha_attn_args a = self_args(B, S, xin, y, len, 1);
                 assert_int_equal(mha_attention_forward(t.ctx, &a), MHA_OK);
                 break;
             }
@@ -576,13 +571,7 @@ static void forward_bits_independent_of_mode(void **s)
         float *x = rand_floats(n, 1.0), *y1 = malloc(n * 4), *y2 = malloc(n * 4),
               *f1 = malloc(n * 4), *f2 = malloc(n * 4), *a1 = malloc(n * 4), *a2 = malloc(n * 4);
         int32_t len[2] = {70, 33};
-        mha_attn_args a;
-        mha_attn_args_init(&a);
-        a.batch = B;
-        a.seq_q = S;
-        a.query = x;
-        a.kv_lengths = len;
-        a.causal = 1;
+        mha_attn_args a = self_args(B, S, x, NULL, len, 1);
         for (int round = 0; round < 2; round++) {
             a.out = round ? y2 : y1;
             assert_int_equal(mha_layer_forward(f.ctx, &a), MHA_OK);
