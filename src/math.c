@@ -217,6 +217,47 @@ static MHA__INLINE float hmax(const vf *v)
     return mx;
 }
 
+/* The scalar parts the portable and AVX-512 softmax rows share. */
+
+/* The scalar tail [j0, n_valid) of a row's max pass: adds the bias and
+ * folds those scores into the lanes' max. Returns the row max, -0 made +0
+ * (see hmax). */
+static MHA__INLINE float row_max_tail(float *s, const float *bias, size_t j0, size_t n_valid,
+                                      float lanes_max)
+{
+    float mx = -INFINITY;
+    for (size_t j = j0; j < n_valid; j++) {
+        if (bias)
+            s[j] += bias[j];
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    return (lanes_max > mx ? lanes_max : mx) + 0.0f;
+}
+
+/* s[j] = exp(s[j] - m) over the scalar tail [j0, n_valid); their sum. */
+static MHA__INLINE float exp_tail(float *s, size_t j0, size_t n_valid, float m)
+{
+    float sum = 0.0f;
+    for (size_t j = j0; j < n_valid; j++) {
+        s[j] = exp_core(s[j] - m);
+        sum += s[j];
+    }
+    return sum;
+}
+
+/* Zeros the masked keys [n_valid, n), moves the running max to m_new and
+ * the running sum to l alpha + sum; returns alpha = exp(m_old - m_new). */
+static MHA__INLINE float row_finish(float *s, size_t n_valid, size_t n, float *m, float *l,
+                                    float m_new, float sum)
+{
+    for (size_t j = n_valid; j < n; j++)
+        s[j] = 0.0f;
+    float m_old = *m, alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
+    *l = *l * alpha + sum;
+    *m = m_new;
+    return alpha;
+}
+
 /* One row of an online softmax over a score tile (FlashAttention).
  * s[0, n) holds scaled scores of keys k0..k0+n; keys at j >= n_valid are
  * masked. Adds the bias row (may be NULL), updates the running max *m and
@@ -238,18 +279,10 @@ MHA__VEC float mha__softmax_online_row_portable(float *s, const float *bias, siz
             vmx1 = VSELECT(y > vmx1, y, vmx1);
         }
     }
-    j = nv;
-    float mx = -INFINITY;
-    for (; j < n_valid; j++) {
-        if (bias)
-            s[j] += bias[j];
-        mx = s[j] > mx ? s[j] : mx;
-    }
     vmx0 = VSELECT(vmx1 > vmx0, vmx1, vmx0);
-    float vm = hmax(&vmx0);
-    mx = (vm > mx ? vm : mx) + 0.0f; /* -0 -> +0: see hmax */
+    float mx = row_max_tail(s, bias, nv, n_valid, hmax(&vmx0));
 
-    float m_old = *m, m_new = mx > m_old ? mx : m_old, sum = 0.0f;
+    float m_new = mx > *m ? mx : *m, sum = 0.0f;
     if (m_new == -INFINITY) {
         for (j = 0; j < n_valid; j++) {
             s[j] = s[j] == -INFINITY ? 0.0f : s[j];
@@ -264,19 +297,10 @@ MHA__VEC float mha__softmax_online_row_portable(float *s, const float *bias, siz
             memcpy(s + j, &x, sizeof x);
             acc += x;
         }
-        for (; j < n_valid; j++) {
-            s[j] = exp_core(s[j] - m_new);
-            sum += s[j];
-        }
+        sum = exp_tail(s, nv, n_valid, m_new);
         sum += hsum(&acc);
     }
-    for (j = n_valid; j < n; j++)
-        s[j] = 0.0f;
-
-    float alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
-    *l = *l * alpha + sum;
-    *m = m_new;
-    return alpha;
+    return row_finish(s, n_valid, n, m, l, m_new, sum);
 }
 
 /* ---- backward ---- */
@@ -469,17 +493,10 @@ static MHA__AVX512_FN float online_row_avx512(float *s, const float *bias, size_
             vmx1 = _mm512_max_ps(load_bias_avx512(s + j + LANES, bias ? bias + j + LANES : NULL),
                                  vmx1);
     }
-    j = nv;
-    float mx = -INFINITY;
-    for (; j < n_valid; j++) {
-        if (bias)
-            s[j] += bias[j];
-        mx = s[j] > mx ? s[j] : mx;
-    }
-    float lm = _mm512_reduce_max_ps(_mm512_max_ps(vmx1, vmx0));
-    mx = (lm > mx ? lm : mx) + 0.0f; /* -0 -> +0: see hmax */
+    float mx = row_max_tail(s, bias, nv, n_valid,
+                            _mm512_reduce_max_ps(_mm512_max_ps(vmx1, vmx0)));
 
-    float m_old = *m, m_new = mx > m_old ? mx : m_old;
+    float m_new = mx > *m ? mx : *m;
     if (m_new == -INFINITY) /* nothing finite yet: the rare path, shared */
         return mha__softmax_online_row_portable(s, NULL, n_valid, n, m, l);
     __m512 vm = _mm512_set1_ps(m_new), acc = _mm512_setzero_ps();
@@ -488,19 +505,9 @@ static MHA__AVX512_FN float online_row_avx512(float *s, const float *bias, size_
         _mm512_storeu_ps(s + j, p);
         acc = _mm512_add_ps(acc, p);
     }
-    float sum = 0.0f;
-    for (; j < n_valid; j++) {
-        s[j] = exp_core(s[j] - m_new);
-        sum += s[j];
-    }
+    float sum = exp_tail(s, nv, n_valid, m_new);
     sum += hsum_avx512(acc);
-    for (j = n_valid; j < n; j++)
-        s[j] = 0.0f;
-
-    float alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
-    *l = *l * alpha + sum;
-    *m = m_new;
-    return alpha;
+    return row_finish(s, n_valid, n, m, l, m_new, sum);
 }
 
 static MHA__AVX512_FN void recompute_row_avx512(float *s, const float *bias, size_t n_valid,
