@@ -167,23 +167,30 @@ void mha__attn_forward_keep(mha_ctx *ctx, const mha__attn_view *v, const mha__at
     mha__linear_forward(ctx, &o);
 }
 
-const mha_param mha__attn_params[MHA__N_ATTN_PARAMS] = {
+static const mha_param attn_params[] = {
     MHA_PARAM_WQ, MHA_PARAM_WK, MHA_PARAM_WV, MHA_PARAM_WO,
     MHA_PARAM_BQ, MHA_PARAM_BK, MHA_PARAM_BV, MHA_PARAM_BO,
 };
 
+mha_status mha__attn_prepare(mha_ctx *ctx, const mha__attn_view *v, int backward,
+                             mha__attn_ws *w)
+{
+    mha_status st = mha__require(ctx, attn_params, sizeof attn_params / sizeof attn_params[0]);
+    mha__plan p = {0, 0};
+    if (st || (st = mha__attn_plan(ctx, v, backward, &p, w)))
+        return st;
+    return mha__ws_reserve(ctx, p.total);
+}
+
 mha_status mha_attention_forward(mha_ctx *ctx, const mha_attn_args *a)
 {
     mha__attn_view v;
+    mha__attn_ws w;
     mha_status st = mha__attn_args_check(ctx, a, &v);
     if (st != MHA_OK || v.batch == 0 || v.seq_q == 0)
         return st;
-    if ((st = mha__require(ctx, mha__attn_params, MHA__N_ATTN_PARAMS)))
-        return st;
-    mha__plan p = {0, 0};
-    mha__attn_ws w;
     const int train = mha__training(ctx); /* lay out and keep values for a backward */
-    if ((st = mha__attn_plan(ctx, &v, train, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)))
+    if ((st = mha__attn_prepare(ctx, &v, train, &w)))
         return st;
     mha__saved_drop(ctx);
     mha__attn_forward_keep(ctx, &v, &w, v.query, NULL, v.out);

@@ -148,12 +148,8 @@ mha_status mha_attention_backward(mha_ctx *ctx, const mha_attn_args *a, const mh
     mha_status st = mha__grad_args_check(ctx, a, g, &v);
     if (st != MHA_OK || v.batch == 0 || v.seq_q == 0)
         return st;
-    if ((st = mha__require(ctx, mha__attn_params, MHA__N_ATTN_PARAMS)))
-        return st;
-    mha__plan p = {0, 0};
     mha__attn_ws w;
-    if ((st = mha__attn_plan(ctx, &v, 1, &p, &w)) || (st = mha__ws_reserve(ctx, p.total)) ||
-        (st = mha__grads_ready(ctx)))
+    if ((st = mha__attn_prepare(ctx, &v, 1, &w)) || (st = mha__grads_ready(ctx)))
         return st;
     int reuse = mha__saved_match(ctx, MHA__OP_ATTN, &v, NULL, 0);
     mha__saved_drop(ctx);

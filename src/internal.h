@@ -231,9 +231,6 @@ static inline size_t mha__row_limit(size_t i, size_t Sq, size_t Skv, size_t len,
     size_t c = i + Skv + 1 > Sq ? i + Skv + 1 - Sq : 0;
     return c < len ? c : len;
 }
-#define MHA__N_ATTN_PARAMS 8
-extern const mha_param mha__attn_params[MHA__N_ATTN_PARAMS]; /* WQ..BO */
-
 /* Workspace offsets of one attention call (in floats into ctx->ws). */
 typedef struct mha__attn_ws {
     size_t q, k, v, o, scratch;
@@ -244,6 +241,12 @@ typedef struct mha__attn_ws {
 mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, int backward,
                           mha__plan *p, mha__attn_ws *w);
 size_t mha__attn_bwd_scratch(size_t seq_q);
+/* What both attention entry points do after checking their (non-empty)
+ * arguments: every attention weight set (else MHA_ERR_PARAM_NOT_SET), the
+ * workspace planned into *w (MHA_ERR_OVERFLOW) and reserved
+ * (MHA_ERR_NO_MEMORY). */
+mha_status mha__attn_prepare(mha_ctx *ctx, const mha__attn_view *v, int backward,
+                             mha__attn_ws *w);
 /* Projections and core for xq (also the key/value input for self-attention),
  * keeping q, k, v, the core output (and the log-sum-exp when planned for
  * backward) in the workspace; then out = MHA + residual when out != NULL. */
