@@ -366,7 +366,6 @@ static void backward_errors(void **s)
 
 /* ---- values kept by a training-mode forward for the next backward ---- */
 
-/* d_x and every parameter gradient of one layer backward, in one buffer. */
 /* Self-attention arguments over x [B, S, d_model]; out y (may be NULL). */
 static mha_attn_args self_args(size_t B, size_t S, const float *x, float *y, const int32_t *len,
                                int causal)
@@ -382,6 +381,7 @@ static mha_attn_args self_args(size_t B, size_t S, const float *x, float *y, con
     return a;
 }
 
+/* d_x and every parameter gradient of one layer backward, in one buffer. */
 static float *layer_grads(mha_ctx *ctx, const float *x, const float *dy, size_t B, size_t S,
                           const int32_t *len, int causal, size_t *n_out)
 {
