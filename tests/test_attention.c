@@ -59,6 +59,12 @@ static void multi_tile_masks(void **s)
     static const int32_t len[] = {600, 170}; /* > the 512 x 512 forward tile */
     check(make_cfg(16, 2, 0, 0, 0), (attn_case){.batch = 2, .seq_q = 600, .causal = 1, .kv_len = len, .use_bias = 1}, 18);
 }
+static void multi_tile_no_bias(void **s)
+{
+    (void)s; /* as multi_tile_masks without the bias */
+    static const int32_t len[] = {600, 530};
+    check(make_cfg(16, 2, 0, 0, 0), (attn_case){.batch = 2, .seq_q = 600, .causal = 1, .kv_len = len}, 22);
+}
 static void multi_tile_cross(void **s)
 {
     (void)s;
@@ -149,6 +155,7 @@ int main(void)
         cmocka_unit_test(no_bias),
         cmocka_unit_test(cross_seq_kv_zero),
         cmocka_unit_test(multi_tile_masks),
+        cmocka_unit_test(multi_tile_no_bias),
         cmocka_unit_test(multi_tile_cross),
         cmocka_unit_test(multi_tile_weights),
         cmocka_unit_test(gqa_all_masks),
