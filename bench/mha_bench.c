@@ -384,8 +384,9 @@ static void run_sgemm_backward(bcase *c)
 }
 
 /* The GEMMs of the operation and nothing else: projections (QKV fused for
- * self-attention, as libmha does), per (batch, head) S = Q K^T and O = P V
- * over the full [Sq, Skv] score matrix, the output projection, the FFN. */
+ * self-attention, as libmha does), per (batch, head) S^T = K Q^T and
+ * O = P V over the full [Skv, Sq] score matrix (key-major, the orientation
+ * of libmha's tiles), the output projection, the FFN. */
 static void run_sgemm(void *p)
 {
     bcase *c = p;
@@ -406,12 +407,11 @@ static void run_sgemm(void *p)
         for (size_t b = 0; b < c->B; b++)
             for (size_t h = 0; h < c->H; h++) {
                 size_t g = h / (c->H / c->Hkv);
-                sgemm_nt(c->Sq, c->Skv, c->dh, c->g_qkv + b * c->Sq * ld + h * c->dh, ld,
-                         k + b * c->Skv * ldk + g * c->dh, ldk, c->g_s, c->Skv);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->Sq, (int)c->dh,
-                            (int)c->Skv, 1.0f, c->g_s, (int)c->Skv,
-                            v + b * c->Skv * ldk + g * c->dh, (int)ldk, 0.0f,
-                            c->g_o + b * c->Sq * dq + h * c->dh, (int)dq);
+                /* key-major, as libmha's tiles: S^T = K Q^T, O = (S^T)^T V */
+                sgemm_nt(c->Skv, c->Sq, c->dh, k + b * c->Skv * ldk + g * c->dh, ldk,
+                         c->g_qkv + b * c->Sq * ld + h * c->dh, ld, c->g_s, c->Sq);
+                sgemm_tn(c->Sq, c->dh, c->Skv, c->g_s, c->Sq, v + b * c->Skv * ldk + g * c->dh,
+                         ldk, c->g_o + b * c->Sq * dq + h * c->dh, dq);
             }
         sgemm_nt(Nq, D, dq, c->g_o, dq, c->w[MHA_PARAM_WO], dq, c->g_y, D);
         x = c->g_y;

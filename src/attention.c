@@ -8,7 +8,9 @@
  *   S = scale * Q_blk K_blk^T          (sgemm, scale folded into alpha)
  *   P = exp(S + bias - m_new), masks   (online softmax, running max m, sum l)
  *   O = alpha * O + P V_blk            (sgemm, beta = 1; 0 on the first block)
- * and at the end O /= l. Extra memory is one BQ x BK tile per thread.
+ * and at the end O /= l. Extra memory is one BQ x BK tile per thread. The
+ * tile is stored key-major (S^T, softmax down its columns) unless an
+ * attn_bias or attn_weights, both query-major, is given.
  *
  * Block sizes: mha__choose_blocks (context.c); 512 query rows x 512 keys
  * at d_head 64 on a 2 MiB L2. Measurements in README, "Block sizes". */
@@ -50,14 +52,15 @@ static void core_task(void *arg, size_t task, size_t thread)
     float *O = J->o + (b * Sq + q0) * dq + h * dh;            /* [nq, dh] ld dq */
     float *m = J->scratch + thread * J->scratch_stride;       /* [BQ] running max */
     float *l = m + BQ;                                        /* [BQ] running sum */
-    float *tile = l + BQ;                                     /* [BQ, BK] */
+    float *alpha = l + BQ;                                    /* [BQ] rescale factors */
+    float *tile = alpha + BQ;                                 /* [BK, BQ] */
 
     /* With attn_weights the tile is the caller's [nq, Skv] slice, one block
      * wide, so masked entries are written as zeros too. */
     float *W = v->attn_weights ? v->attn_weights + ((b * H + h) * Sq + q0) * Skv : NULL;
-    size_t kend = mha__row_limit(q0 + nq - 1, Sq, Skv, len, v->causal), bk = J->ctx->attn_bk, lds = bk;
+    size_t kend = mha__row_limit(q0 + nq - 1, Sq, Skv, len, v->causal), bk = J->ctx->attn_bk;
     if (W)
-        kend = bk = lds = Skv;
+        kend = bk = Skv;
 
     for (size_t r = 0; r < nq; r++) {
         if (kend == 0) /* no key at all: the rows stay zeros */
@@ -67,8 +70,27 @@ static void core_task(void *arg, size_t task, size_t thread)
     }
     for (size_t k0 = 0; k0 < kend; k0 += bk) {
         size_t nk = mha__min(bk, kend - k0);
-        if (!W)
-            lds = nk; /* a compact tile: rows of a short block sit closer */
+        if (!W && !v->attn_bias) {
+            /* Key-major tile: S^T = K_blk Q_blk^T, O += (S^T)^T V_blk. Both
+             * sgemm calls run faster this way round than query-major
+             * (README, "Attention tile orientation"). Query c sees key j
+             * of the block iff c >= j + diag. */
+            ptrdiff_t diag = v->causal ? (ptrdiff_t)(k0 + Sq) - (ptrdiff_t)(q0 + Skv) : -(ptrdiff_t)nk;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nk, (int)nq, (int)dh,
+                        J->scale, K + k0 * J->ldk, (int)J->ldk, Q, (int)J->ldq, 0.0f, tile, (int)nq);
+            mha__softmax_online_cols(tile, nq, nk, nq, diag, m, l, alpha);
+            for (size_t r = 0; k0 > 0 && r < nq; r++)
+                if (alpha[r] != 1.0f)
+                    mha__scale_row(O + r * dq, alpha[r], dh);
+            /* The first block overwrites O (beta 0): no zero-fill pass before. */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nq, (int)dh, (int)nk, 1.0f,
+                        tile, (int)nq, V + k0 * J->ldv, (int)J->ldv, k0 > 0 ? 1.0f : 0.0f, O,
+                        (int)dq);
+            continue;
+        }
+        /* A bias or weights, both query-major: a query-major tile,
+         * S = Q_blk K_blk^T, one softmax row per query. */
+        size_t lds = W ? Skv : nk;
         float *S = W ? W : tile; /* [nq, nk] ld lds */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)dh, J->scale,
                     Q, (int)J->ldq, K + k0 * J->ldk, (int)J->ldk, 0.0f, S, (int)lds);
@@ -76,11 +98,10 @@ static void core_task(void *arg, size_t task, size_t thread)
             size_t lim = mha__row_limit(q0 + r, Sq, Skv, len, v->causal);
             size_t nv = lim > k0 ? mha__min(lim - k0, nk) : 0;
             const float *bias = v->attn_bias ? v->attn_bias + (q0 + r) * Skv + k0 : NULL;
-            float alpha = mha__softmax_online_row(S + r * lds, bias, nv, nk, &m[r], &l[r]);
-            if (alpha != 1.0f && k0 > 0)
-                mha__scale_row(O + r * dq, alpha, dh);
+            float a = mha__softmax_online_row(S + r * lds, bias, nv, nk, &m[r], &l[r]);
+            if (a != 1.0f && k0 > 0)
+                mha__scale_row(O + r * dq, a, dh);
         }
-        /* The first block overwrites O (beta 0): no zero-fill pass before. */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)dh, (int)nk, 1.0f, S,
                     (int)lds, V + k0 * J->ldv, (int)J->ldv, k0 > 0 ? 1.0f : 0.0f, O, (int)dq);
     }
@@ -115,7 +136,7 @@ mha_status mha__attn_plan(const mha_ctx *ctx, const mha__attn_view *v, int backw
         w->v = w->k + ctx->d_kv;
     }
     w->o = mha__plan_add(p, Nq, ctx->d_q);
-    w->scratch_stride = 2 * ctx->attn_bq + ctx->attn_bq * ctx->attn_bk;
+    w->scratch_stride = 3 * ctx->attn_bq + ctx->attn_bq * ctx->attn_bk;
     if (backward) {
         /* gradients of q, k, v laid out exactly like q, k, v */
         w->lse = mha__plan_add(p, v->batch * ctx->n_heads, v->seq_q);

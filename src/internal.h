@@ -4,6 +4,7 @@
 
 #include "mha.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -177,6 +178,10 @@ void mha__act_forward(int act, float *x, const float *bias, size_t n);
 void mha__swiglu_forward(float *u, const float *g, const float *bias, size_t n);
 float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_t n, float *m,
                               float *l);
+/* Key-major tile t[j * ld + c] (key j < nk, query c < nq); query c sees
+ * key j iff c >= j + diag. See math.c. */
+void mha__softmax_online_cols(float *t, size_t ld, size_t nk, size_t nq, ptrdiff_t diag,
+                              float *m, float *l, float *alpha);
 void mha__scale_row(float *x, float s, size_t n);
 void mha__act_backward(int act, float *da, const float *pre, size_t n);
 void mha__swiglu_forward_keep(float *a, const float *u, const float *g, const float *bias,
@@ -184,12 +189,14 @@ void mha__swiglu_forward_keep(float *a, const float *u, const float *g, const fl
 void mha__swiglu_backward(float *du, float *dg, const float *u, const float *g,
                           const float *bias, const float *da, size_t n);
 void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n, float lse);
-/* The two softmax rows above and mha__act_forward's GELU use hand-written
- * AVX-512 where the CPU has it; these are the vector-extension versions they
+/* The softmax rows and columns above and mha__act_forward's GELU use
+ * hand-written AVX-512 where the CPU has it; these are the vector-extension versions they
  * must match bit for bit (tests/test_kernels.c). */
 void mha__act_forward_portable(int act, float *x, const float *bias, size_t n);
 float mha__softmax_online_row_portable(float *s, const float *bias, size_t n_valid, size_t n,
                                        float *m, float *l);
+void mha__softmax_online_cols_portable(float *t, size_t ld, size_t nk, size_t nq, ptrdiff_t diag,
+                                       float *m, float *l, float *alpha);
 void mha__softmax_recompute_row_portable(float *s, const float *bias, size_t n_valid, size_t n,
                                          float lse);
 void mha__softmax_grad_row(float *dp, const float *p, float D, size_t n);

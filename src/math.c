@@ -303,6 +303,121 @@ MHA__VEC float mha__softmax_online_row_portable(float *s, const float *bias, siz
     return row_finish(s, n_valid, n, m, l, m_new, sum);
 }
 
+/* ---- key-major online softmax ----
+ * The same online softmax as the rows above, over a tile stored key-major:
+ * t[j * ld + c] is the scaled score of key j (< nk) for query c (< nq).
+ * Query c sees key j iff c >= j + diag (the causal diagonal; diag <= -nk
+ * when every query sees every key), so the visible queries of each key row
+ * are a suffix of it, and the rows with none come last. Per query, as
+ * mha__softmax_online_row per row: running max m[c] and sum l[c] updated,
+ * the column overwritten with p = exp(s - m_new) (0 where masked), and the
+ * factor exp(m_old - m_new) for earlier output stored in alpha[c]. Each
+ * column is summed over its keys in order: there are no horizontal
+ * reductions, and a column's bits do not depend on which strip it is in.
+ * Strips of 64 queries: one 64-byte line per key row, and the max pass and
+ * the exp pass of a strip keep four vectors of state in registers. */
+
+/* First visible query of key row j (may be negative or past the strip). */
+static MHA__INLINE ptrdiff_t first_query(size_t j, ptrdiff_t diag) { return (ptrdiff_t)j + diag; }
+
+/* The queries [c0, nq) past the last whole vector, one by one. */
+static MHA__INLINE void cols_tail(float *t, size_t ld, size_t nk, size_t nq, ptrdiff_t diag,
+                                  size_t c0, float *m, float *l, float *alpha)
+{
+    for (size_t c = c0; c < nq; c++) {
+        float mx = -INFINITY, sum = 0.0f;
+        size_t nv = 0; /* keys [0, nv) visible to c */
+        while (nv < nk && (ptrdiff_t)c >= first_query(nv, diag)) {
+            float x = t[nv * ld + c];
+            mx = x > mx ? x : mx;
+            nv++;
+        }
+        float mo = m[c], mn = (mx > mo ? mx : mo) + 0.0f, mz = mn == -INFINITY ? 0.0f : mn;
+        for (size_t j = 0; j < nk; j++) {
+            float *x = &t[j * ld + c];
+            *x = j < nv ? exp_core(*x - mz) : 0.0f;
+            sum += *x;
+        }
+        alpha[c] = mo == mn ? 1.0f : exp_core(mo - mn);
+        l[c] = l[c] * alpha[c] + sum;
+        m[c] = mn;
+    }
+}
+
+/* Lanes of the vector at column c that query index >= first sees. */
+static MHA__INLINE vi cols_visible(size_t c, ptrdiff_t first)
+{
+    vf col;
+    for (int k = 0; k < LANES; k++)
+        col[k] = (float)k;
+    /* exact: c and first are below 2^24 here (first < c + 16 <= nq) */
+    return col + (float)c >= (float)first;
+}
+
+/* One strip of NV vectors from column c0. */
+static MHA__INLINE void cols_strip(float *t, size_t ld, size_t nk, ptrdiff_t diag, size_t c0,
+                                   const int NV, float *m, float *l, float *alpha)
+{
+    vf mx[4], acc[4], mz[4], x;
+    const ptrdiff_t end = (ptrdiff_t)(c0 + (size_t)NV * LANES);
+    size_t j, jvis;
+    for (int v = 0; v < NV; v++)
+        mx[v] = VSPLAT(-INFINITY);
+    for (j = 0; j < nk && first_query(j, diag) < end; j++)
+        for (int v = 0; v < NV; v++) {
+            size_t c = c0 + (size_t)v * LANES;
+            memcpy(&x, t + j * ld + c, sizeof x);
+            if (first_query(j, diag) > (ptrdiff_t)c)
+                x = VSELECT(cols_visible(c, first_query(j, diag)), x, VSPLAT(-INFINITY));
+            mx[v] = VSELECT(x > mx[v], x, mx[v]); /* NaN is skipped */
+        }
+    jvis = j; /* rows [jvis, nk) see no query of the strip */
+    for (int v = 0; v < NV; v++) {
+        vf mo, a;
+        memcpy(&mo, m + c0 + v * LANES, sizeof mo);
+        mx[v] = VSELECT(mx[v] > mo, mx[v], mo) + 0.0f; /* m_new, -0 made +0 */
+        /* no finite score yet (m = -inf): exp(s - 0) keeps -inf -> 0, NaN */
+        mz[v] = VSELECT(mx[v] == VSPLAT(-INFINITY), VSPLAT(0.0f), mx[v]);
+        a = mo - mx[v];
+        exp_v(&a);
+        a = VSELECT(mo == mx[v], VSPLAT(1.0f), a);
+        memcpy(alpha + c0 + v * LANES, &a, sizeof a);
+        memcpy(m + c0 + v * LANES, &mx[v], sizeof mx[v]);
+        acc[v] = VSPLAT(0.0f);
+    }
+    for (j = 0; j < jvis; j++)
+        for (int v = 0; v < NV; v++) {
+            size_t c = c0 + (size_t)v * LANES;
+            memcpy(&x, t + j * ld + c, sizeof x);
+            x -= mz[v];
+            exp_v(&x);
+            if (first_query(j, diag) > (ptrdiff_t)c)
+                x = VSELECT(cols_visible(c, first_query(j, diag)), x, VSPLAT(0.0f));
+            memcpy(t + j * ld + c, &x, sizeof x);
+            acc[v] += x;
+        }
+    for (; j < nk; j++)
+        memset(t + j * ld + c0, 0, (size_t)NV * LANES * sizeof(float));
+    for (int v = 0; v < NV; v++) {
+        vf lo, a;
+        memcpy(&lo, l + c0 + v * LANES, sizeof lo);
+        memcpy(&a, alpha + c0 + v * LANES, sizeof a);
+        lo = lo * a + acc[v];
+        memcpy(l + c0 + v * LANES, &lo, sizeof lo);
+    }
+}
+
+MHA__VEC void mha__softmax_online_cols_portable(float *t, size_t ld, size_t nk, size_t nq,
+                                                ptrdiff_t diag, float *m, float *l, float *alpha)
+{
+    size_t c0 = 0, whole = nq / LANES * LANES;
+    for (; c0 + 4 * LANES <= whole; c0 += 4 * LANES)
+        cols_strip(t, ld, nk, diag, c0, 4, m, l, alpha);
+    for (; c0 < whole; c0 += LANES)
+        cols_strip(t, ld, nk, diag, c0, 1, m, l, alpha);
+    cols_tail(t, ld, nk, nq, diag, c0, m, l, alpha);
+}
+
 /* ---- backward ---- */
 
 /* d/dx of each activation at the pre-activation x. */
@@ -569,6 +684,78 @@ static MHA__AVX512_FN void gelu_row_avx512(float *x, const float *bias, size_t n
         _mm512_mask_storeu_ps(x + j, k, gelu_avx512(v));
     }
 }
+
+/* Lanes of the vector at column c that see a key row whose first visible
+ * query is first (> c): lanes k >= first - c. */
+static inline MHA__AVX512_FN __mmask16 cols_visible_avx512(size_t c, ptrdiff_t first)
+{
+    ptrdiff_t d = first - (ptrdiff_t)c;
+    return d >= LANES ? (__mmask16)0 : (__mmask16)(0xffffu << d);
+}
+
+/* cols_strip with intrinsics, operation for operation: masked lanes are
+ * left out of the max by a masked vmaxps instead of a -inf, and zeroed
+ * after the exp (exp_avx512 of them may be anything, it is discarded). */
+static inline MHA__AVX512_FN __attribute__((always_inline)) void
+cols_strip_avx512(float *t, size_t ld, size_t nk, ptrdiff_t diag, size_t c0, const int NV,
+                  float *m, float *l, float *alpha)
+{
+    __m512 mx[4], acc[4], mz[4];
+    const ptrdiff_t end = (ptrdiff_t)(c0 + (size_t)NV * LANES);
+    size_t j, jvis;
+    for (int v = 0; v < NV; v++)
+        mx[v] = _mm512_set1_ps(-INFINITY);
+    for (j = 0; j < nk && first_query(j, diag) < end; j++) {
+        const ptrdiff_t f = first_query(j, diag);
+        for (int v = 0; v < NV; v++) {
+            size_t c = c0 + (size_t)v * LANES;
+            __m512 x = _mm512_loadu_ps(t + j * ld + c);
+            mx[v] = f > (ptrdiff_t)c ? _mm512_mask_max_ps(mx[v], cols_visible_avx512(c, f), x, mx[v])
+                                     : _mm512_max_ps(x, mx[v]);
+        }
+    }
+    jvis = j;
+    for (int v = 0; v < NV; v++) {
+        __m512 mo = _mm512_loadu_ps(m + c0 + v * LANES);
+        __m512 mn = _mm512_add_ps(_mm512_max_ps(mx[v], mo), _mm512_setzero_ps());
+        mz[v] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ),
+                                     mn, _mm512_setzero_ps());
+        __m512 a = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mo, mn, _CMP_EQ_OQ),
+                                        exp_avx512(_mm512_sub_ps(mo, mn)), _mm512_set1_ps(1.0f));
+        _mm512_storeu_ps(alpha + c0 + v * LANES, a);
+        _mm512_storeu_ps(m + c0 + v * LANES, mn);
+        acc[v] = _mm512_setzero_ps();
+    }
+    for (j = 0; j < jvis; j++) {
+        const ptrdiff_t f = first_query(j, diag);
+        for (int v = 0; v < NV; v++) {
+            size_t c = c0 + (size_t)v * LANES;
+            __m512 p = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(t + j * ld + c), mz[v]));
+            if (f > (ptrdiff_t)c)
+                p = _mm512_maskz_mov_ps(cols_visible_avx512(c, f), p);
+            _mm512_storeu_ps(t + j * ld + c, p);
+            acc[v] = _mm512_add_ps(acc[v], p);
+        }
+    }
+    for (; j < nk; j++)
+        memset(t + j * ld + c0, 0, (size_t)NV * LANES * sizeof(float));
+    for (int v = 0; v < NV; v++) {
+        __m512 lo = _mm512_loadu_ps(l + c0 + v * LANES);
+        __m512 a = _mm512_loadu_ps(alpha + c0 + v * LANES);
+        _mm512_storeu_ps(l + c0 + v * LANES, _mm512_fmadd_ps(lo, a, acc[v]));
+    }
+}
+
+static MHA__AVX512_FN void online_cols_avx512(float *t, size_t ld, size_t nk, size_t nq,
+                                              ptrdiff_t diag, float *m, float *l, float *alpha)
+{
+    size_t c0 = 0, whole = nq / LANES * LANES;
+    for (; c0 + 4 * LANES <= whole; c0 += 4 * LANES)
+        cols_strip_avx512(t, ld, nk, diag, c0, 4, m, l, alpha);
+    for (; c0 < whole; c0 += LANES)
+        cols_strip_avx512(t, ld, nk, diag, c0, 1, m, l, alpha);
+    cols_tail(t, ld, nk, nq, diag, c0, m, l, alpha);
+}
 #endif
 
 void mha__act_forward(int act, float *x, const float *bias, size_t n)
@@ -590,6 +777,18 @@ float mha__softmax_online_row(float *s, const float *bias, size_t n_valid, size_
         return online_row_avx512(s, bias, n_valid, n, m, l);
 #endif
     return mha__softmax_online_row_portable(s, bias, n_valid, n, m, l);
+}
+
+void mha__softmax_online_cols(float *t, size_t ld, size_t nk, size_t nq, ptrdiff_t diag,
+                              float *m, float *l, float *alpha)
+{
+#if MHA__AVX512
+    if (__builtin_cpu_supports("avx512f")) {
+        online_cols_avx512(t, ld, nk, nq, diag, m, l, alpha);
+        return;
+    }
+#endif
+    mha__softmax_online_cols_portable(t, ld, nk, nq, diag, m, l, alpha);
 }
 
 void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n, float lse)

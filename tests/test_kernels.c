@@ -5,7 +5,8 @@
  * double precision. Rows of every length around the 16-lane width, with
  * masked tails, -inf / NaN / +inf / signed-zero scores, arguments around
  * exp's -87 and +88 cut-offs and erf's clamp, and running max / sum carried
- * over from an earlier block. */
+ * over from an earlier block. The key-major softmax tile (columns) is held
+ * to the same, and to the row kernel column by column. */
 #include "testutil.h"
 
 #include "internal.h"
@@ -173,6 +174,122 @@ static void online_row_matches_exp(void **st)
     free(s0);
 }
 
+/* Close within rel (a few ulps), or both NaN, or equal (zeros, infinities). */
+static int close_f(float a, float b, double rel)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    return a == b || (isfinite(a) && isfinite(b) && fabs((double)a - b) <= rel * fabs((double)b));
+}
+
+/* Key-major tiles: widths around the 16-lane vectors and the 64-query
+ * strips, heights, every position of the causal diagonal (none, through the
+ * tile, right of it, past it), specials in the scores, and two key blocks
+ * in a row (the running max and sum carried). */
+static const size_t tile_widths[] = {1, 15, 16, 17, 63, 64, 65, 100, 130};
+static const size_t tile_heights[] = {1, 7, 33, 100};
+#define TILE_MAX (100 * 130)
+
+static void tile_diags(ptrdiff_t *d, size_t nq, size_t nk)
+{
+    d[0] = -(ptrdiff_t)nk; /* no mask */
+    d[1] = 0;
+    d[2] = -(ptrdiff_t)nk / 2;
+    d[3] = (ptrdiff_t)nq / 2;
+    d[4] = (ptrdiff_t)nq + 3; /* some rows see no query at all */
+}
+
+static void online_cols_match_portable(void **st)
+{
+    (void)st;
+    if (!have_avx512())
+        skip();
+    rng_seed(15);
+    float *a = malloc(TILE_MAX * 4), *b = malloc(TILE_MAX * 4);
+    float ma[130], la[130], aa[130], mb[130], lb[130], ab[130];
+    for (size_t wi = 0; wi < sizeof tile_widths / sizeof *tile_widths; wi++)
+        for (size_t hi = 0; hi < sizeof tile_heights / sizeof *tile_heights; hi++)
+            for (int di = 0; di < 5; di++)
+                for (int variant = 0; variant < 4; variant++) {
+                    size_t nq = tile_widths[wi], nk = tile_heights[hi];
+                    ptrdiff_t diags[5];
+                    tile_diags(diags, nq, nk);
+                    for (size_t c = 0; c < nq; c++) {
+                        /* carried state: none, or a max below / above the scores */
+                        ma[c] = mb[c] = variant < 2 ? -INFINITY : variant == 2 ? 3.0f : 200.0f;
+                        la[c] = lb[c] = variant < 2 ? 0.0f : 1.25f;
+                    }
+                    fill_scores(a, nq * nk, variant == 1 ? 1000.0 : 30.0, variant != 0);
+                    memcpy(b, a, nq * nk * 4);
+                    mha__softmax_online_cols(a, nq, nk, nq, diags[di], ma, la, aa);
+                    mha__softmax_online_cols_portable(b, nq, nk, nq, diags[di], mb, lb, ab);
+                    char what[80];
+                    snprintf(what, sizeof what, "cols p, nq %zu, nk %zu, diag %td", nq, nk,
+                             diags[di]);
+                    assert_same_row(a, b, nq * nk, what);
+                    assert_same_row(ma, mb, nq, "cols m");
+                    assert_same_row(la, lb, nq, "cols l");
+                    assert_same_row(aa, ab, nq, "cols alpha");
+                }
+    free(a);
+    free(b);
+}
+
+/* The key-major tile against the row kernel run on each query's column:
+ * the max and masked zeros exactly, p, l and alpha to a few ulps (a column
+ * is summed in another order than a row's lanes). */
+static void online_cols_match_rows(void **st)
+{
+    (void)st;
+    rng_seed(14);
+    float *t = malloc(TILE_MAX * 4), *t0 = malloc(TILE_MAX * 4), *row = malloc(100 * 4);
+    float m[130], l[130], alpha[130], rm[130], rl[130];
+    for (size_t wi = 0; wi < sizeof tile_widths / sizeof *tile_widths; wi++)
+        for (size_t hi = 0; hi < sizeof tile_heights / sizeof *tile_heights; hi++)
+            for (int di = 0; di < 5; di++)
+                for (int specials = 0; specials < 2; specials++) {
+                    size_t nq = tile_widths[wi], nk = tile_heights[hi];
+                    ptrdiff_t diags[5];
+                    tile_diags(diags, nq, nk);
+                    for (size_t c = 0; c < nq; c++) {
+                        m[c] = rm[c] = -INFINITY;
+                        l[c] = rl[c] = 0.0f;
+                    }
+                    for (size_t block = 0; block < 2; block++) {
+                        /* the second block sits nk / 2 keys further right */
+                        ptrdiff_t diag = diags[di] - (ptrdiff_t)(block * nk / 2);
+                        fill_scores(t, nq * nk, block ? 30.0 : 10.0, specials);
+                        memcpy(t0, t, nq * nk * 4);
+                        mha__softmax_online_cols(t, nq, nk, nq, diag, m, l, alpha);
+                        for (size_t c = 0; c < nq; c++) {
+                            ptrdiff_t lim = (ptrdiff_t)c - diag + 1; /* keys j <= c - diag */
+                            size_t nv = lim < 0 ? 0 : (size_t)lim > nk ? nk : (size_t)lim;
+                            for (size_t j = 0; j < nk; j++)
+                                row[j] = t0[j * nq + c];
+                            float ra = mha__softmax_online_row_portable(row, NULL, nv, nk,
+                                                                        &rm[c], &rl[c]);
+                            if (!same(m[c], rm[c]) || !close_f(l[c], rl[c], 1e-6) ||
+                                !close_f(alpha[c], ra, 3e-7))
+                                fail_msg("nq %zu nk %zu diag %td col %zu: m %g/%g l %g/%g "
+                                         "alpha %g/%g",
+                                         nq, nk, diag, c, (double)m[c], (double)rm[c],
+                                         (double)l[c], (double)rl[c], (double)alpha[c],
+                                         (double)ra);
+                            for (size_t j = 0; j < nk; j++) {
+                                float p = t[j * nq + c];
+                                if (j >= nv ? p != 0.0f : !close_f(p, row[j], 3e-7))
+                                    fail_msg("nq %zu nk %zu diag %td [%zu, %zu]: p %g, row %g",
+                                             nq, nk, diag, j, c, (double)p, (double)row[j]);
+                            }
+                            rl[c] = l[c]; /* one carried sum, so differences do not add up */
+                        }
+                    }
+                }
+    free(t);
+    free(t0);
+    free(row);
+}
+
 /* Inputs for the GELU: a random spread plus every special value, both sides
  * of the erf clamp at |x| = 4 sqrt(2), and a bias that may add more. */
 static void fill_gelu(float *x, float *bias, size_t n)
@@ -249,6 +366,8 @@ int main(void)
         cmocka_unit_test(online_row_matches_portable),
         cmocka_unit_test(recompute_row_matches_portable),
         cmocka_unit_test(online_row_matches_exp),
+        cmocka_unit_test(online_cols_match_portable),
+        cmocka_unit_test(online_cols_match_rows),
         cmocka_unit_test(gelu_matches_portable),
         cmocka_unit_test(gelu_matches_erf),
     };
