@@ -75,13 +75,17 @@ static void core_task(void *arg, size_t task, size_t thread)
              * sgemm calls run faster this way round than query-major
              * (README, "Attention tile orientation"). Query c sees key j
              * of the block iff c >= j + diag. */
-            ptrdiff_t diag = v->causal ? (ptrdiff_t)(k0 + Sq) - (ptrdiff_t)(q0 + Skv) : -(ptrdiff_t)nk;
+            ptrdiff_t diag = -(ptrdiff_t)nk;
+            if (v->causal)
+                diag = (ptrdiff_t)(k0 + Sq) - (ptrdiff_t)(q0 + Skv);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nk, (int)nq, (int)dh,
-                        J->scale, K + k0 * J->ldk, (int)J->ldk, Q, (int)J->ldq, 0.0f, tile, (int)nq);
+                        J->scale, K + k0 * J->ldk, (int)J->ldk, Q, (int)J->ldq, 0.0f, tile,
+                        (int)nq);
             mha__softmax_online_cols(tile, nq, nk, nq, diag, m, l, alpha);
-            for (size_t r = 0; k0 > 0 && r < nq; r++)
-                if (alpha[r] != 1.0f)
-                    mha__scale_row(O + r * dq, alpha[r], dh);
+            if (k0 > 0)
+                for (size_t r = 0; r < nq; r++)
+                    if (alpha[r] != 1.0f)
+                        mha__scale_row(O + r * dq, alpha[r], dh);
             /* The first block overwrites O (beta 0): no zero-fill pass before. */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nq, (int)dh, (int)nk, 1.0f,
                         tile, (int)nq, V + k0 * J->ldv, (int)J->ldv, k0 > 0 ? 1.0f : 0.0f, O,
@@ -102,6 +106,7 @@ static void core_task(void *arg, size_t task, size_t thread)
             if (a != 1.0f && k0 > 0)
                 mha__scale_row(O + r * dq, a, dh);
         }
+        /* beta 0 on the first block, as above */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)dh, (int)nk, 1.0f, S,
                     (int)lds, V + k0 * J->ldv, (int)J->ldv, k0 > 0 ? 1.0f : 0.0f, O, (int)dq);
     }

@@ -710,8 +710,10 @@ cols_strip_avx512(float *t, size_t ld, size_t nk, ptrdiff_t diag, size_t c0, con
         for (int v = 0; v < NV; v++) {
             size_t c = c0 + (size_t)v * LANES;
             __m512 x = _mm512_loadu_ps(t + j * ld + c);
-            mx[v] = f > (ptrdiff_t)c ? _mm512_mask_max_ps(mx[v], cols_visible_avx512(c, f), x, mx[v])
-                                     : _mm512_max_ps(x, mx[v]);
+            if (f > (ptrdiff_t)c) /* lanes left of f keep their max */
+                mx[v] = _mm512_mask_max_ps(mx[v], cols_visible_avx512(c, f), x, mx[v]);
+            else
+                mx[v] = _mm512_max_ps(x, mx[v]);
         }
     }
     jvis = j;
