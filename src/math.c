@@ -350,7 +350,7 @@ static MHA__INLINE vi cols_visible(size_t c, ptrdiff_t first)
     vf col;
     for (int k = 0; k < LANES; k++)
         col[k] = (float)k;
-    /* exact: c and first are below 2^24 here (first < c + 16 <= nq) */
+    /* exact in float: c and first lie below the strip's end (<= nq) */
     return col + (float)c >= (float)first;
 }
 
