@@ -190,8 +190,8 @@ void mha__swiglu_backward(float *du, float *dg, const float *u, const float *g,
                           const float *bias, const float *da, size_t n);
 void mha__softmax_recompute_row(float *s, const float *bias, size_t n_valid, size_t n, float lse);
 /* The softmax rows and columns above and mha__act_forward's GELU use
- * hand-written AVX-512 where the CPU has it; these are the vector-extension versions they
- * must match bit for bit (tests/test_kernels.c). */
+ * hand-written AVX-512 where the CPU has it; these are the vector-extension
+ * versions they must match bit for bit (tests/test_kernels.c). */
 void mha__act_forward_portable(int act, float *x, const float *bias, size_t n);
 float mha__softmax_online_row_portable(float *s, const float *bias, size_t n_valid, size_t n,
                                        float *m, float *l);
