@@ -76,7 +76,10 @@ static inline float erf_rational(float x)
     return x * p / q;
 }
 
-static inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erf_rational(x * 0.70710678118654752f)); }
+static inline float gelu_erf(float x)
+{
+    return 0.5f * x * (1.0f + erf_rational(x * 0.70710678118654752f));
+}
 
 static inline float gelu_tanh(float x)
 {
@@ -539,14 +542,15 @@ MHA__VEC float mha__dot(const float *a, const float *b, size_t n)
     return s;
 }
 
-/* ---- AVX-512 softmax rows and GELU ----
+/* ---- AVX-512 softmax rows and columns, GELU ----
  * The exp of the softmax is most of libmha's own (non-sgemm) time in
  * attention, the GELU most of it in the FFN. Written with intrinsics the
  * softmax row takes about 2/3 of the vector-extension loop's time:
  * vscalefps applies 2^n (and underflows/overflows to 0/inf by itself), so
- * only the x < -87 lanes need a mask, and the max pass is one vmaxps. The arithmetic is exp_core's, operation for operation
- * (same FMAs, same summation order), so results are bitwise those of the
- * other builds; tests/test_kernels.c compares them. */
+ * only the x < -87 lanes need a mask, and the max pass is one vmaxps. The
+ * arithmetic is exp_core's, operation for operation (same FMAs, same
+ * summation order), so results are bitwise those of the other builds;
+ * tests/test_kernels.c compares them. */
 #if MHA__AVX512
 #include <immintrin.h>
 
