@@ -268,7 +268,9 @@ static inline void mha_attn_args_init(mha_attn_args *a)
  * MHA_ERR_ALIAS, MHA_ERR_NO_MEMORY (workspace). Extra memory is O(seq) per
  * (batch, head): scores are never materialised beyond one tile unless
  * attn_weights is requested. The workspace is kept in the context: repeated
- * calls with a shape already seen do not allocate. */
+ * calls with a shape already seen do not allocate. Calls with attn_weights or
+ * attn_bias tile the scores query-major, the others key-major, so out can
+ * differ between the two in the last bits (never with n_threads). */
 MHA_API mha_status mha_attention_forward(mha_ctx *ctx, const mha_attn_args *a);
 
 /* Feed-forward network on n_tokens rows: out = W2 act(W1 x + B1) + B2
