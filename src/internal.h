@@ -15,7 +15,7 @@
  * use the baseline ISA. */
 #if defined(MHA_MULTIVERSION) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MHA__VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#define MHA__AVX512 1 /* plus hand-written AVX-512 softmax and GELU rows (math.c) */
+#define MHA__AVX512 1 /* plus hand-written AVX-512 softmax rows/columns, GELU (math.c) */
 #else
 #define MHA__VEC
 #define MHA__AVX512 0

@@ -248,17 +248,23 @@ static MHA__INLINE float exp_tail(float *s, size_t j0, size_t n_valid, float m)
     return sum;
 }
 
-/* Zeros the masked keys [n_valid, n), moves the running max to m_new and
- * the running sum to l alpha + sum; returns alpha = exp(m_old - m_new). */
+/* Moves the running max to m_new and the running sum to l alpha + sum;
+ * returns alpha = exp(m_old - m_new). Rows and the columns' scalar tail. */
+static MHA__INLINE float running_update(float *m, float *l, float m_new, float sum)
+{
+    float m_old = *m, alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
+    *l = *l * alpha + sum;
+    *m = m_new;
+    return alpha;
+}
+
+/* Zeros the masked keys [n_valid, n), then running_update. */
 static MHA__INLINE float row_finish(float *s, size_t n_valid, size_t n, float *m, float *l,
                                     float m_new, float sum)
 {
     for (size_t j = n_valid; j < n; j++)
         s[j] = 0.0f;
-    float m_old = *m, alpha = m_old == m_new ? 1.0f : exp_core(m_old - m_new);
-    *l = *l * alpha + sum;
-    *m = m_new;
-    return alpha;
+    return running_update(m, l, m_new, sum);
 }
 
 /* One row of an online softmax over a score tile (FlashAttention).
@@ -335,15 +341,13 @@ static MHA__INLINE void cols_tail(float *t, size_t ld, size_t nk, size_t nq, ptr
             mx = x > mx ? x : mx;
             nv++;
         }
-        float mo = m[c], mn = (mx > mo ? mx : mo) + 0.0f, mz = mn == -INFINITY ? 0.0f : mn;
+        float mn = (mx > m[c] ? mx : m[c]) + 0.0f, mz = mn == -INFINITY ? 0.0f : mn;
         for (size_t j = 0; j < nk; j++) {
             float *x = &t[j * ld + c];
             *x = j < nv ? exp_core(*x - mz) : 0.0f;
             sum += *x;
         }
-        alpha[c] = mo == mn ? 1.0f : exp_core(mo - mn);
-        l[c] = l[c] * alpha[c] + sum;
-        m[c] = mn;
+        alpha[c] = running_update(&m[c], &l[c], mn, sum);
     }
 }
 
